@@ -76,10 +76,10 @@ class _Decoded:
 
 
 class HPCM(nn.Module):
-    def __init__(self, cfg: HPCMConfig):
+    def __init__(self, cfg: HPCMConfig, name: str = "HPCM_custom"):
         super().__init__()
         M, N = cfg.M, cfg.N
-        self.cfg = cfg
+        self.cfg, self.name = cfg, name
         self.g_a, self.g_s = analysis(cfg), synthesis(cfg)
         self.h_a, self.h_s = hyper_analysis(cfg), hyper_synthesis(cfg)
         self.means_hyper = nn.Parameter(torch.zeros(1, N, 1, 1))
@@ -108,7 +108,7 @@ class HPCM(nn.Module):
         with gradients in training mode, plus the masks of positions new at each scale.
         """
         size = x.shape[-2:]
-        y = self.g_a(pad_to_multiple(x, self.cfg.multiple))
+        y = self.g_a(self._prepare(x))
         z = self.h_a(y)
         z_res = z - self.means_hyper
         if self.training:
@@ -137,6 +137,13 @@ class HPCM(nn.Module):
             out["scale_latents"] = latents
             out["scale_new_masks"] = sched.new_masks
         return out
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to the coding multiple, in the memory format of the weights (see ``create_model``)."""
+        x = pad_to_multiple(x, self.cfg.multiple)
+        if self.g_a.branch[0].weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     @staticmethod
     def _scale_targets(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -214,7 +221,14 @@ class HPCM(nn.Module):
                 RansTables.from_buffers(self.quantized_cdf_y, self.cdf_length_y, self.offset_y))
 
     def _y_indexes(self, scales: torch.Tensor) -> torch.Tensor:
-        return torch.bucketize(scales, self.scale_table[:-1].to(scales))
+        """Nearest scale-table entry in log scale.
+
+        The official coder rounds every scale up to the next entry; rounding to the
+        geometric midpoints halves the worst-case mismatch between coded and
+        estimated rate (encoder and decoder share this rule, so it is free).
+        """
+        table = self.scale_table.to(scales)
+        return torch.bucketize(scales.contiguous(), torch.sqrt(table[:-1] * table[1:]))
 
     @staticmethod
     def _combine(t: torch.Tensor, groups: int) -> torch.Tensor:
@@ -231,7 +245,7 @@ class HPCM(nn.Module):
         if x.shape[0] != 1:
             raise ValueError("compress() codes one image at a time (batch size 1)")
         tables_z, tables_y = self._tables()
-        y = self.g_a(pad_to_multiple(x, self.cfg.multiple))
+        y = self.g_a(self._prepare(x))
         z_res = torch.round(self.h_a(y) - self.means_hyper)
         encoder = BufferedRansEncoder()
         encode_symbols(encoder, z_res, self._z_indexes(z_res.shape), tables_z)
