@@ -4,9 +4,18 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .errors import InputError
+import argparse
+
+from .errors import InputError, TrainingError
 
 USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"error: {message} (see --help)\n")
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
@@ -16,6 +25,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except (InputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .bitstream import CodedImage
 from .checkpoint import load_weights
-from .cli import run_cli
+from .cli import OneLineParser, run_cli
 from .errors import BitstreamError, InputError
 from .models import MODEL_NAMES, HPCM, create_model
 
@@ -114,7 +114,7 @@ def _cmd_demo(a) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainable.codec", description=__doc__,
+    parser = OneLineParser(prog="python -m trainable.codec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     enc = sub.add_parser("encode", help="image → .hpcm bitstream")

@@ -11,3 +11,7 @@ class CheckpointError(InputError):
 
 class BitstreamError(InputError):
     """Not an HPCM bitstream, truncated, or corrupted."""
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot continue (non-finite loss); the message names epoch and step."""

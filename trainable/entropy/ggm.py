@@ -48,7 +48,9 @@ class GeneralizedGaussian(nn.Module):
         return _GGCDF.apply(v, self.beta.to(v.dtype))
 
     def forward(self, values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        scales = self.scale_lower_bound(scales)
+        # Always in float32: under bf16 autocast the CDF differences would lose the small
+        # probabilities that dominate the rate.
+        values, scales = values.float(), self.scale_lower_bound(scales.float())
         likelihood = self.cdf((values + 0.5) / scales) - self.cdf((values - 0.5) / scales)
         return self.likelihood_lower_bound(likelihood)
 
