@@ -1,5 +1,7 @@
 """Datasets: image folders and the built-in scikit-image ``sample`` set (the default)."""
-from .folder import DataError, ImageFolder, read_rgb
-from .sample import SPLITS, resolve_dataset, sample_dataset_dir
+from .errors import DataError
+from .folder import ImageFolder, read_rgb
+from .resolve import resolve_dataset
+from .sample import SPLITS, sample_dataset_dir
 
 __all__ = ["DataError", "ImageFolder", "read_rgb", "SPLITS", "resolve_dataset", "sample_dataset_dir"]
