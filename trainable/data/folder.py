@@ -8,13 +8,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from .errors import DataError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class DataError(InputError):
-    """Missing/empty dataset or unreadable image; the message names the path."""
 
 
 def read_rgb(path: Path) -> torch.Tensor:
@@ -28,11 +24,13 @@ def read_rgb(path: Path) -> torch.Tensor:
 
 
 class ImageFolder(torch.utils.data.Dataset):
-    """All images under ``root`` (recursive, sorted).
+    """All images under ``root`` (recursive, sorted, extension case-insensitive).
 
-    Training items are random ``patch_size`` crops with random flips (images smaller
-    than the patch are reflect-padded); validation items are whole images. A corrupt
-    file raises :class:`DataError` naming it; :meth:`verify` checks every file up front.
+    Training items are random ``patch_size`` crops with random flips, drawn from torch's
+    RNG so ``torch.manual_seed`` (and DataLoader worker seeding) makes them reproducible;
+    images smaller than the patch are edge-padded (replicate: valid for any size, unlike
+    reflect). Validation items (``train=False``) are whole images. A corrupt file raises
+    :class:`DataError` naming it; :meth:`verify` checks every file up front.
     """
 
     def __init__(self, root: str | Path, patch_size: int | None = 256, train: bool = True):
@@ -48,6 +46,10 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def verify(self) -> None:
+        """Decode every file, raising :class:`DataError` on the first corrupt one.
+
+        Call before training so a bad file fails the run at once, not hours in.
+        """
         for path in self.files:
             read_rgb(path)
 

@@ -1,8 +1,17 @@
 """The built-in ``sample`` dataset: images bundled inside scikit-image (no network).
 
-Written once as PNGs into a cache directory (``$HPCM_TUNE_CACHE`` or
-``~/.cache/hpcm-tune``), atomically, so concurrent Ray trials can share it.
-Validation images keep odd sizes so that padding is exercised.
+Split (disjoint):
+
+- ``train``: astronaut, coffee, rocket, hubble_deep_field, retina, immunohistochemistry,
+  camera, brick, grass, gravel, moon (greyscale ones converted to RGB; long side
+  capped at ``MAX_SIDE`` so CPU epochs stay short).
+- ``val``: chelsea (300×451), colorwheel (370×371), logo (500×500, RGBA → RGB), kept at
+  their native sizes: dimensions that are not multiples of the model stride exercise padding.
+
+PNGs are written once into ``<cache>/<split>/`` where ``<cache>`` is the ``root``
+argument, else ``$HPCM_TUNE_CACHE/sample``, else ``~/.cache/hpcm-tune/sample``. Each
+split is written to a temporary folder and renamed into place, so concurrent processes
+(Ray trials) never see a partial split and the loser of a race discards its copy.
 """
 from __future__ import annotations
 
@@ -14,40 +23,41 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .folder import DataError
+from .errors import DataError
 
 SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("astronaut", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
               "camera", "brick", "grass", "gravel", "moon"),
     "val": ("chelsea", "colorwheel", "logo"),
 }
-MAX_SIDE = 640  # large images are downscaled so that CPU epochs stay short
+MAX_SIDE = 640  # long side of train images; larger ones are downscaled
 
 
 def cache_root(root: str | Path | None = None) -> Path:
+    """Folder holding the sample splits (see the module docstring for the lookup order)."""
     if root is not None:
         return Path(root)
     return Path(os.environ.get("HPCM_TUNE_CACHE", Path.home() / ".cache" / "hpcm-tune")) / "sample"
 
 
 def _write_split(split: str, target: Path) -> None:
-    from skimage import data as skdata
+    from skimage import data as skdata  # deferred: only needed on the first call
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
     try:
         for name in SPLITS[split]:
             img = Image.fromarray(np.asarray(getattr(skdata, name)())).convert("RGB")
-            if max(img.size) > MAX_SIDE:
+            if split == "train" and max(img.size) > MAX_SIDE:
                 scale = MAX_SIDE / max(img.size)
                 img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
             img.save(tmp / f"{name}.png")
         try:
             tmp.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+        except OSError:
+            if not target.is_dir():  # not a lost race (the winner's copy is identical)
+                raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def sample_dataset_dir(split: str, root: str | Path | None = None) -> Path:
@@ -56,16 +66,10 @@ def sample_dataset_dir(split: str, root: str | Path | None = None) -> Path:
         raise DataError(f"unknown sample split {split!r}; choose one of {', '.join(SPLITS)}")
     target = cache_root(root) / split
     if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_split(split, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_split(split, target)
+        except OSError as exc:
+            raise DataError(f"cannot write sample dataset to {target} ({exc}); "
+                            "set HPCM_TUNE_CACHE to a writable folder") from None
     return target
-
-
-def resolve_dataset(path_or_name: str | None, split: str) -> Path:
-    """None or "sample" → the built-in split; otherwise an existing directory."""
-    if path_or_name in (None, "", "sample"):
-        return sample_dataset_dir(split)
-    path = Path(path_or_name).expanduser()
-    if not path.is_dir():
-        raise DataError(f"dataset directory not found: {path}")
-    return path

@@ -1,0 +1,24 @@
+"""Budgets for ``search.run --preset``: everything a preset sets can be overridden by a flag."""
+from __future__ import annotations
+
+PRESETS: dict[str, dict] = {
+    # The `make demo` path: 2 CPU cores, ~10 minutes, 4 λs so BD-rates are defined.
+    "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 6, "grace_epochs": 2, "num_samples": 1, "searcher": "grid",
+                  "batch_size": 4, "patch_size": 128, "steps_per_epoch": 12, "learning_rate": 2e-3,
+                  "lambdas": (0.0035, 0.0067, 0.013, 0.025), "cpus_per_trial": 1, "gpus_per_trial": 0,
+                  "max_concurrent": 2},
+    # A few GPU-hours: HPCM_Base, short epochs, fractional GPUs.
+    "gpu-short": {"model": "HPCM_Base", "max_epochs": 50, "grace_epochs": 10, "num_samples": 8, "searcher": "optuna",
+                  "batch_size": 8, "patch_size": 256, "steps_per_epoch": 500, "learning_rate": 1e-4,
+                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 0.5, "max_concurrent": 4},
+    # The paper's budget: 3000 epochs per trial.
+    "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "searcher": "optuna",
+              "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
+              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 1, "max_concurrent": 8},
+}
+
+
+def default_preset() -> str:
+    import torch
+
+    return "gpu-short" if torch.cuda.is_available() else "cpu-smoke"
