@@ -50,9 +50,12 @@ def load_experiment(path: str | os.PathLike[str]) -> pd.DataFrame:
     root = Path(path)
     if not root.is_dir():
         raise AnalysisError(f"experiment directory not found: {root}")
-    trial_dirs = sorted(d for d in root.iterdir() if (d / "params.json").is_file())
+    # Trials sit directly under the experiment, or one level down in search.run's λ brackets.
+    candidates = [d for d in root.iterdir() if d.is_dir()]
+    candidates += [c for d in candidates if not (d / "params.json").is_file() for c in d.iterdir() if c.is_dir()]
+    trial_dirs = sorted((d for d in candidates if (d / "params.json").is_file()), key=lambda d: d.name)
     if not trial_dirs:
-        raise AnalysisError(f"no trials in {root}: no subdirectory holds a params.json")
+        raise AnalysisError(f"no trials in {root}: no subdirectory (or λ bracket) holds a params.json")
     summary = _read_summary(root / "results.csv")
     trials = [_read_trial(d, summary) for d in trial_dirs]
     frame = _to_frame(trials)
