@@ -16,8 +16,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The main job on the built-in sample images: a real Ray Tune search (HPCM_Tiny, CPU budget),
+# then its BD-rate report.
+DEMO_STORAGE ?= ray_results
 demo: install
-	$(BIN)/python -m trainable.codec demo
+	$(BIN)/python -m search.run --space phase2_delta --preset cpu-smoke --storage-path $(DEMO_STORAGE) --name demo --resume
+	$(BIN)/python -m analysis.report $(DEMO_STORAGE)/demo --anchor kodak:VTM
 
 test: install
 	$(BIN)/python -m pytest -q

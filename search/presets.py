@@ -3,8 +3,8 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
     # The `make demo` path: 2 CPU cores, ~10 minutes, 4 λs so BD-rates are defined.
-    "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 6, "grace_epochs": 2, "num_samples": 1, "searcher": "grid",
-                  "batch_size": 4, "patch_size": 128, "steps_per_epoch": 12, "learning_rate": 2e-3,
+    "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 8, "grace_epochs": 2, "num_samples": 1, "searcher": "grid",
+                  "batch_size": 8, "patch_size": 128, "steps_per_epoch": 32, "learning_rate": 3e-3,
                   "lambdas": (0.0035, 0.0067, 0.013, 0.025), "cpus_per_trial": 1, "gpus_per_trial": 0,
                   "max_concurrent": 2},
     # A few GPU-hours: HPCM_Base, short epochs, fractional GPUs.

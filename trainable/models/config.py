@@ -1,6 +1,7 @@
 """HPCM architecture presets: the two official configurations plus a width-scaled tiny one."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 
@@ -27,8 +28,9 @@ class HPCMConfig:
 
     @property
     def multiple(self) -> int:
-        """Image sides must be multiples of this: 16x (g_a) x 4 (s1 scale) x s1 window."""
-        return 16 * 4 * self.windows[0]
+        """Image sides must be multiples of this: every scale's grid (latent = image/16,
+        s1 = latent/4, s2 = latent/2) must tile into that scale's attention windows."""
+        return math.lcm(16 * 4 * self.windows[0], 16 * 2 * self.windows[1], 16 * self.windows[2])
 
 
 PRESETS: dict[str, HPCMConfig] = {
@@ -37,7 +39,7 @@ PRESETS: dict[str, HPCMConfig] = {
     # Same code, widths scaled down ~10x: for tests and CPU demos, not for RD results.
     "HPCM_Tiny": HPCMConfig(
         M=32, N=32, analysis_channels=(16, 24, 32), analysis_depths=(1, 1, 1), hyper_depth=1,
-        prior_depths_s12=(1, 1), prior_depths_s3=(1, 1), heads=4,
+        prior_depths_s12=(1, 1), prior_depths_s3=(1, 1), heads=4, windows=(2, 4, 4),
     ),
 }
 
