@@ -8,12 +8,13 @@ from pathlib import Path
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 from spaces import DERIVED, SearchSpace
 from trainable.tune import tune_trainable
 
 from .results import best_per_lambda, trial_rows
+from .schedulers import PersistentASHA
 from .run import base_config, derive
 from .searchers import build_searcher, to_tune
 
@@ -69,8 +70,8 @@ def run_bracket(args, space: SearchSpace, lmbda: float, root: Path):
     else:
         off = {mapping(k)[0]: mapping(k)[1](v) for k, v in space.off.items() if k in space.searched} or None
         grace = _grace(args, space, param_space)
-        scheduler = (ASHAScheduler(time_attr="epoch", max_t=args.max_epochs, grace_period=grace,
-                                   reduction_factor=args.reduction_factor)
+        scheduler = (PersistentASHA(path.with_name(f"{path.name}.asha.pkl"), time_attr="epoch", max_t=args.max_epochs,
+                                    grace_period=grace, reduction_factor=args.reduction_factor)
                      if args.scheduler == "asha" else FIFOScheduler())
         tuner = tune.Tuner(
             trainable, param_space=param_space,

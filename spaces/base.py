@@ -80,7 +80,7 @@ class SearchSpace:
     def from_dict(cls, data: dict, name: str) -> "SearchSpace":
         if not isinstance(data, dict):
             raise InputError(f"space file {name}: expected a mapping at the top level")
-        unknown = set(data) - {"name", "description", "searched", "fixed", "lambdas", "off"}
+        unknown = {str(k) for k in data} - {"name", "description", "searched", "fixed", "lambdas", "regularizers_off"}
         if unknown:
             raise InputError(f"space file {name}: unknown keys {', '.join(sorted(unknown))}")
         searched = {}
@@ -97,4 +97,5 @@ class SearchSpace:
                 raise InputError(f"space file {name}: parameter {key!r}: {exc}") from None
         return cls(name=data.get("name", name), description=data.get("description", "user space"),
                    searched=searched, fixed=dict(data.get("fixed") or {}),
-                   lambdas=tuple(data.get("lambdas") or OFFICIAL_LAMBDAS), off=dict(data.get("off") or {}))
+                   lambdas=tuple(data.get("lambdas") or OFFICIAL_LAMBDAS),
+                   off=dict(data.get("regularizers_off") or {}))

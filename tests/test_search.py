@@ -34,7 +34,7 @@ def test_every_named_space_resolves_and_can_switch_regularizers_off():
 
 def test_space_files_and_invalid_spaces(tmp_path):
     good = tmp_path / "mine.yaml"
-    good.write_text("searched:\n  delta: [0.0, 0.2]\nfixed:\n  phase2_reg: true\nlambdas: [0.013, 0.025]\noff:\n  delta: 0.0\n")
+    good.write_text("searched:\n  delta: [0.0, 0.2]\nfixed:\n  phase2_reg: true\nlambdas: [0.013, 0.025]\nregularizers_off:\n  delta: 0.0\n")
     space = get_space(str(good))
     assert space.lambdas == (0.013, 0.025) and space.searched["delta"].values == (0.0, 0.2)
     (tmp_path / "bad.json").write_text('{"searched": {"colour": [1, 2]}}')
@@ -95,6 +95,17 @@ def test_small_search_brackets_lambdas_asha_stops_trials_and_resume_finishes(tmp
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (root / "report" / "report.md").is_file() and (root / "report" / "rd_curves.png").is_file()
+    # ... and so do the notebooks, headless, on this real experiment
+    from analysis.notebooks import execute
+    for nb in sorted((ROOT / "analysis" / "notebooks").glob("*.ipynb")):
+        execute(nb, root, timeout=180)
+    # ASHA's rung records were persisted for --resume
+    from search.schedulers import PersistentASHA
+    state = root / "lambda=0.0067.asha.pkl"
+    restored = PersistentASHA(state, time_attr="epoch", metric="val_loss", mode="min", max_t=3, grace_period=1)
+    restored._load()
+    recorded = set().union(*restored.rung_records())
+    assert len(recorded) >= 4
 
 
 @pytest.mark.slow
