@@ -17,6 +17,7 @@ from pathlib import Path
 from spaces import DERIVED, get_space, list_spaces
 from trainable.cli import OneLineParser, run_cli
 from trainable.config import TrainConfig
+from trainable.data import ImageFolder, resolve_dataset
 from trainable.errors import InputError
 from trainable.models import MODEL_NAMES
 
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("--space is required (see --list-spaces)")
     space = get_space(args.space)
     args = resolve(args)
+    for path, split in ((args.train_dataset, "train"), (args.test_dataset, "val")):
+        ImageFolder(resolve_dataset(path, split), train=False).verify()   # fail before any trial starts
     from .experiment import run_experiment   # imports Ray: only once the arguments are valid
 
     return run_experiment(args, space, tuple(args.lambdas or space.lambdas))

@@ -59,6 +59,7 @@ def _search(*args, storage, timeout=600, env=None):
     (["--space", "phase2_delta", "--scheduler", "hyperband"], "invalid choice"),
     (["--space", "phase2_delta", "--gpus-per-trial", "-1"], "gpus-per-trial"),
     ([], "--space is required"),
+    (["--space", "phase2_delta", "--train-dataset", "/nonexistent/images"], "dataset directory not found"),
 ])
 def test_invalid_search_inputs_fail_with_one_line(tmp_path, args, message):
     r = _search(*args, storage=tmp_path, timeout=120)
