@@ -6,7 +6,8 @@
   plain ``train()`` call for the same config and epochs; also the trial's own
   ``time_total_s`` (which excludes worker start-up).
 - ASHA/FIFO: epochs spent by ASHA over epochs spent by FIFO on the same grid (one λ,
-  δ ∈ {0, .05, .1, .15}), and whether both pick the same best configuration.
+  the ``ablation_delta`` grid: 4 δ x 3 distances), and whether both pick the same best
+  configuration.
 """
 from __future__ import annotations
 
@@ -59,16 +60,17 @@ def asha_vs_fifo(epochs: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for scheduler in ("asha", "fifo"):
-            cmd = [sys.executable, "-m", "search.run", "--space", "phase2_delta", "--preset", "cpu-smoke",
-                   "--scheduler", scheduler, "--lambdas", "0.013", "--max-epochs", str(epochs),
+            cmd = [sys.executable, "-m", "search.run", "--space", "ablation_delta", "--preset", "cpu-smoke",
+                   "--scheduler", scheduler, "--lambdas", "0.013", "--max-epochs", str(epochs), "--steps-per-epoch", "16",
                    "--storage-path", tmp, "--name", scheduler]
             subprocess.run(cmd, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
             table = pd.read_csv(Path(tmp) / scheduler / "results.csv")
             best = table.loc[table["best_val_loss"].idxmin()]
-            out[scheduler] = {"epochs_spent": int(table["epochs_run"].sum()), "best_delta": float(best["config/delta"]),
+            out[scheduler] = {"trials": len(table), "epochs_spent": int(table["epochs_run"].sum()),
+                              "best": f"delta={best['config/delta']}, {best['config/distance']}",
                               "best_val_loss": float(best["best_val_loss"])}
     out["ratio_epochs_asha_over_fifo"] = out["asha"]["epochs_spent"] / out["fifo"]["epochs_spent"]
-    out["same_best"] = out["asha"]["best_delta"] == out["fifo"]["best_delta"]
+    out["same_best"] = out["asha"]["best"] == out["fifo"]["best"]
     return out
 
 

@@ -135,3 +135,33 @@ def test_killed_driver_resumes_and_errored_trials_are_reported(tmp_path):
     for path in bracket.glob("*/result.json"):
         epochs = [json.loads(line)["epoch"] for line in path.read_text().splitlines()]
         assert epochs[-1] == 4 and len(epochs) <= 5   # at most one epoch retrained
+
+
+@pytest.mark.slow
+def test_a_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
+    import psutil
+
+    env = {**os.environ, "HPCM_TUNE_CACHE": str(tmp_path / "cache")}
+    args = ["--space", "baseline", "--name", "worker", "--lambdas", "0.013", *FAST, "--scheduler", "fifo",
+            "--max-epochs", "5", "--storage-path", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    bracket = tmp_path / "worker" / "lambda=0.013"
+    deadline, killed = time.time() + 300, []
+    while time.time() < deadline and not killed:
+        if any(p.read_text().count("\n") >= 2 for p in bracket.glob("*/result.json")):
+            killed = [p for p in psutil.process_iter(["cmdline"])
+                      if "ray::ImplicitFunc.train" in " ".join(p.info["cmdline"] or [])]
+            for p in killed:
+                p.send_signal(signal.SIGKILL)
+        time.sleep(0.5)
+    assert killed, "no trial worker found to kill"
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-3000:]
+    table = pd.read_csv(tmp_path / "worker" / "results.csv")
+    assert list(table["status"]) == ["TERMINATED"] and list(table["epochs_run"]) == [5]
+    (result,) = bracket.glob("*/result.json")
+    epochs = [json.loads(line)["epoch"] for line in result.read_text().splitlines()]
+    assert epochs[-1] == 5 and epochs[0] == 1
+    assert len(epochs) - len(set(epochs)) <= 1   # resumed from the checkpoint: at most one epoch redone
+    assert sorted(set(epochs)) == [1, 2, 3, 4, 5]

@@ -151,3 +151,19 @@ def test_cli_writes_metrics_jsonl_and_rejects_bad_values(small, tmp_path):
                          (["--epochs", "x"], "invalid int")):
         r = _cli("--model_name", "HPCM_Tiny", "--save_path", str(tmp_path / "bad"), *bad, env=env)
         assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, (bad, r.stderr)
+
+
+def test_a_corrupt_training_image_is_named_before_training_starts(small, tmp_path):
+    from PIL import Image
+
+    from trainable.data import DataError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.new("RGB", (160, 160), (40 * i, 90, 200)).save(data / f"ok{i}.png")
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    reports = []
+    with pytest.raises(DataError, match="corrupt image: .*broken.png"):
+        train(replace(small, train_dataset=str(data)), lambda m, d: reports.append(m))
+    assert reports == [] and not (Path(small.save_path) / LAST).exists()
