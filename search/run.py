@@ -9,10 +9,7 @@ so no configuration is judged on low-passed inputs (validation is never truncate
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
-from pathlib import Path
 
 from spaces import DERIVED, get_space, list_spaces
 from trainable.cli import OneLineParser, run_cli
@@ -65,9 +62,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill unset flags from the preset; validate ranges."""
     preset = PRESETS[args.preset or default_preset()]
     for key, value in preset.items():
-        attr = "model" if key == "model" else key
-        if getattr(args, attr, None) is None:
-            setattr(args, attr, value)
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
     for name in ("num_samples", "max_epochs", "grace_epochs", "max_concurrent"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -99,8 +95,8 @@ def base_config(args, space, lmbda: float) -> dict:
     for key, value in space.fixed.items():
         name, convert = mapping(key)
         cfg[name] = convert(value)
-    TrainConfig.from_dict({**cfg, "save_path": "x"})   # fail fast on bad fixed values
-    cfg.pop("save_path")
+    TrainConfig.from_dict(cfg)   # fail fast on bad fixed values
+    del cfg["save_path"]         # each trial writes to its own local directory
     return cfg
 
 

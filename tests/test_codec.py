@@ -1,5 +1,4 @@
 """Real rANS bitstreams: round trip, rate fidelity, file format and its failure modes."""
-import math
 import subprocess
 import sys
 
