@@ -44,6 +44,12 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(x) - x).detach() + x
 
 
+def uniform_noise(t: torch.Tensor) -> torch.Tensor:
+    """U(-0.5, 0.5) noise drawn in logical (NCHW) order whatever ``t``'s memory format,
+    so a seed gives the same noise as the official model's."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).uniform_(-0.5, 0.5)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad H and W symmetrically up to a multiple (the official test protocol)."""
     h, w = x.shape[-2:]
@@ -113,7 +119,7 @@ class HPCM(nn.Module):
         z_res = z - self.means_hyper
         if self.training:
             z_hat = ste_round(z_res) + self.means_hyper
-            z_likelihoods = self.entropy_estimation(z_res + torch.empty_like(z_res).uniform_(-0.5, 0.5), self.scales_hyper)
+            z_likelihoods = self.entropy_estimation(z_res + uniform_noise(z_res), self.scales_hyper)
         else:
             z_res = torch.round(z_res)
             z_hat = z_res + self.means_hyper
@@ -128,7 +134,7 @@ class HPCM(nn.Module):
 
         decoded, latents, sched = self._progressive(self.h_s(z_hat), step)
         y_res = y - decoded.means
-        y_res = y_res + torch.empty_like(y_res).uniform_(-0.5, 0.5) if self.training else torch.round(y_res)
+        y_res = y_res + uniform_noise(y_res) if self.training else torch.round(y_res)
         out = {
             "x_hat": crop_to(self.g_s(decoded.y_hat), size),
             "likelihoods": {"y": self.entropy_estimation(y_res, decoded.scales), "z": z_likelihoods},
