@@ -38,14 +38,21 @@ def _init_ray(args) -> None:
         print(f"Ray dashboard: http://{url}  (bound to {args.dashboard_host}; token authentication on)")
 
 
+def _wandb_mode(args) -> str:
+    """Offline unless asked; set in the environment before Ray starts so that Ray's key
+    check (driver) and the logging actors (workers) both see it."""
+    mode = args.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
+    os.environ["WANDB_MODE"] = mode
+    return mode
+
+
 def _callbacks(args) -> list:
     if not args.wandb:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    os.environ["WANDB_MODE"] = args.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
     return [WandbLoggerCallback(project=args.wandb_project, upload_timeout=30, log_config=True,
-                                excludes=["train_dataset", "test_dataset"])]
+                                mode=_wandb_mode(args), excludes=["train_dataset", "test_dataset"])]
 
 
 def _grace(args, space: SearchSpace, param_space: dict) -> int:
@@ -95,6 +102,8 @@ def run_bracket(args, space: SearchSpace, lmbda: float, root: Path):
 def run_experiment(args, space: SearchSpace, lambdas: tuple[float, ...]) -> int:
     root = Path(args.storage_path).expanduser().resolve() / (args.name or space.name)
     root.mkdir(parents=True, exist_ok=True)
+    if args.wandb:
+        _wandb_mode(args)
     _init_ray(args)
     start = time.perf_counter()
     rows = []

@@ -165,3 +165,19 @@ def test_a_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
     assert epochs[-1] == 5 and epochs[0] == 1
     assert len(epochs) - len(set(epochs)) <= 1   # resumed from the checkpoint: at most one epoch redone
     assert sorted(set(epochs)) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_wandb_logs_offline_by_default_and_no_key_is_written(tmp_path):
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    env = {"HPCM_TUNE_CACHE": str(tmp_path / "cache"), "WANDB_API_KEY": secret}
+    env_clean = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    r = subprocess.run([sys.executable, "-m", "search.run", "--space", "baseline", "--name", "wb", "--lambdas", "0.013",
+                        *FAST, "--max-epochs", "2", "--wandb", "--storage-path", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env={**env_clean, **env})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list((tmp_path / "wb").glob("lambda=0.013/*/wandb/offline-run-*")), "no offline W&B run written"
+    assert secret not in r.stdout + r.stderr
+    for path in (tmp_path / "wb").rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert secret.encode() not in path.read_bytes(), path
