@@ -53,6 +53,20 @@ def _search(*args, storage, timeout=600, env=None):
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def test_asha_grace_covers_the_longest_phase1():
+    from ray import tune
+
+    from search.experiment import _grace
+
+    class Args:
+        max_epochs, grace_epochs = 20, 2
+
+    space = {"spectral_reg": True, "truncation_epochs": tune.choice([0, 3, 7])}
+    assert _grace(Args, None, space) == 8
+    assert _grace(Args, None, {"spectral_reg": True, "truncation_epochs": tune.grid_search([0, 5])}) == 6
+    assert _grace(Args, None, {"spectral_reg": False, "truncation_epochs": 100}) == 2
+
+
 @pytest.mark.parametrize("args,message", [
     (["--space", "nope"], "unknown space"),
     (["--space", "phase2_delta", "--num-samples", "0"], "--num-samples must be >= 1"),
@@ -110,10 +124,12 @@ def test_small_search_brackets_lambdas_asha_stops_trials_and_resume_finishes(tmp
 
 
 @pytest.mark.slow
-def test_killed_driver_resumes_and_errored_trials_are_reported(tmp_path):
+@pytest.mark.parametrize("searcher,trials", [("grid", 4), ("optuna", 3)])
+def test_killed_driver_resumes_without_retraining(tmp_path, searcher, trials):
     cache = {"HPCM_TUNE_CACHE": str(tmp_path / "cache")}
     args = ["--space", "phase2_delta", "--name", "killed", "--lambdas", "0.013", *FAST,
-            "--scheduler", "fifo", "--max-epochs", "4", "--max-concurrent", "1"]
+            "--scheduler", "fifo", "--max-epochs", "4", "--max-concurrent", "1",
+            "--searcher", searcher, "--num-samples", "1" if searcher == "grid" else str(trials)]
     env = {**os.environ, **cache}
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *args, "--storage-path", str(tmp_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -131,7 +147,8 @@ def test_killed_driver_resumes_and_errored_trials_are_reported(tmp_path):
     r = _search(*args, "--resume", storage=tmp_path, env=cache)
     assert r.returncode == 0, r.stderr[-3000:]
     table = pd.read_csv(tmp_path / "killed" / "results.csv")
-    assert len(table) == 4 and (table["epochs_run"] == 4).all()
+    assert len(table) == trials and (table["epochs_run"] == 4).all()   # the searcher's state survived
+    assert (table["config/delta"] == 0.0).sum() >= 1                    # "off" was evaluated
     for path in bracket.glob("*/result.json"):
         epochs = [json.loads(line)["epoch"] for line in path.read_text().splitlines()]
         assert epochs[-1] == 4 and len(epochs) <= 5   # at most one epoch retrained
