@@ -128,7 +128,7 @@ def train_epoch(run: Run, loader: DataLoader, criterion: RateDistortionLoss, tau
     """One epoch of RD training; Phase 1 low-passes the batch, Phase 2 adds the inter-scale term."""
     cfg, model = run.config, run.model
     model.train()
-    sums: dict[str, float] = defaultdict(float)
+    sums: dict[str, torch.Tensor | float] = defaultdict(float)   # tensors: no device sync per step
     images, start = 0, time.perf_counter()
     params = [p for group in run.optimizer.param_groups for p in group["params"]]
     total = cfg.steps_per_epoch or len(loader)
@@ -144,9 +144,9 @@ def train_epoch(run: Run, loader: DataLoader, criterion: RateDistortionLoss, tau
         if phase2:
             reg, pairs = run.regularizer(out["scale_latents"], out["scale_new_masks"])
             loss = loss + reg
-            sums["inter_scale_reg"] += reg.item() * len(x)
+            sums["inter_scale_reg"] += reg.detach() * len(x)
             for name, value in pairs.items():
-                sums[f"inter_scale_{name}"] += value.item() * len(x)
+                sums[f"inter_scale_{name}"] += value.detach() * len(x)
         run.global_step += 1
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {run.epoch + 1}, step {run.global_step}")
@@ -156,10 +156,10 @@ def train_epoch(run: Run, loader: DataLoader, criterion: RateDistortionLoss, tau
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_max_norm)
         run.optimizer.step()
         for key, value in rd.items():
-            sums[key] += value.item() * len(x)
+            sums[key] += value.detach() * len(x)
         images += len(x)
     seconds = time.perf_counter() - start
-    metrics = {f"train_{k}" if not k.startswith("inter_scale") else k: v / images for k, v in sums.items()}
+    metrics = {f"train_{k}" if not k.startswith("inter_scale") else k: float(v) / images for k, v in sums.items()}
     metrics.update(epoch_seconds=seconds, images_per_s=images / seconds)
     metrics.setdefault("inter_scale_reg", 0.0)
     return metrics
