@@ -55,7 +55,7 @@ def _callbacks(args) -> list:
                                 mode=_wandb_mode(args), excludes=["train_dataset", "test_dataset"])]
 
 
-def _grace(args, space: SearchSpace, param_space: dict) -> int:
+def _grace(args, param_space: dict) -> int:
     """ASHA's grace period covers the longest Phase 1 of any configuration (+1 epoch)."""
     candidates = [param_space.get("truncation_epochs", 0)]
     domain = param_space.get("truncation_epochs")
@@ -81,7 +81,7 @@ def run_bracket(args, space: SearchSpace, lmbda: float, root: Path):
         print(f"λ={lmbda}: resuming {path}")
     else:
         off = {mapping(k)[0]: mapping(k)[1](v) for k, v in space.off.items() if k in space.searched} or None
-        grace = _grace(args, space, param_space)
+        grace = _grace(args, param_space)
         scheduler = (PersistentASHA(path.with_name(f"{path.name}.asha.pkl"), time_attr="epoch", max_t=args.max_epochs,
                                     grace_period=grace, reduction_factor=args.reduction_factor)
                      if args.scheduler == "asha" else FIFOScheduler())

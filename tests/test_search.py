@@ -62,9 +62,9 @@ def test_asha_grace_covers_the_longest_phase1():
         max_epochs, grace_epochs = 20, 2
 
     space = {"spectral_reg": True, "truncation_epochs": tune.choice([0, 3, 7])}
-    assert _grace(Args, None, space) == 8
-    assert _grace(Args, None, {"spectral_reg": True, "truncation_epochs": tune.grid_search([0, 5])}) == 6
-    assert _grace(Args, None, {"spectral_reg": False, "truncation_epochs": 100}) == 2
+    assert _grace(Args, space) == 8
+    assert _grace(Args, {"spectral_reg": True, "truncation_epochs": tune.grid_search([0, 5])}) == 6
+    assert _grace(Args, {"spectral_reg": False, "truncation_epochs": 100}) == 2
 
 
 @pytest.mark.parametrize("args,message", [

@@ -22,7 +22,7 @@ from .bitstream import CodedImage
 from .checkpoint import load_weights
 from .cli import OneLineParser, run_cli
 from .errors import BitstreamError, InputError
-from .models import MODEL_NAMES, HPCM, create_model
+from .models import HPCM, create_model
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -44,8 +44,6 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
 
 def prepare_model(name: str, checkpoint: str | None, device: str = "cpu") -> HPCM:
     """Model in eval mode with weights loaded (if given) and entropy tables built."""
-    if name not in MODEL_NAMES:
-        raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     model = create_model(name)
     if checkpoint:
         load_weights(model, checkpoint)

@@ -80,16 +80,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 class MetricsLog:
-    """metrics.jsonl writer; on resume it drops lines of epochs that will be re-run."""
+    """metrics.jsonl writer; the first report of a (resumed) run drops the lines of
+    epochs from there on, so re-run epochs are not listed twice."""
 
-    def __init__(self, path: Path, resume_epoch: int):
-        self.path = path
-        lines = path.read_text().splitlines() if path.exists() else []
-        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) <= resume_epoch]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in kept))
+    def __init__(self, path: Path):
+        self.path, self.started = path, False
 
     def __call__(self, metrics: dict) -> None:
+        if not self.started:
+            lines = self.path.read_text().splitlines() if self.path.exists() else []
+            kept = [line for line in lines if (_epoch_of(line) or metrics["epoch"]) < metrics["epoch"]]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("".join(line + "\n" for line in kept))
+            self.started = True
         with self.path.open("a") as f:
             f.write(json.dumps(metrics) + "\n")
 
@@ -119,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     save = Path(config.save_path)
     resume = args.checkpoint or (str(save / LAST) if args.resume and (save / LAST).exists() else None)
-    resume_epoch = _checkpoint_epoch(resume) if resume else 0
-    log = MetricsLog(save / "metrics.jsonl", resume_epoch)
+    log = MetricsLog(save / "metrics.jsonl")
     wandb_log, wandb_run = _wandb_logger(args, config) if args.wandb else (None, None)
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
@@ -136,13 +138,6 @@ def main(argv: list[str] | None = None) -> int:
             wandb_run.finish()
     print(f"done: {save}/metrics.jsonl, {save}/model_final.pth.tar")
     return 0
-
-
-def _checkpoint_epoch(path: str) -> int:
-    from .checkpoint import load_file
-
-    raw = load_file(path)
-    return int(raw.get("epoch", 0)) if isinstance(raw, dict) and "optimizer" in raw else 0
 
 
 def _summary(m: dict) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class HPCMConfig:
@@ -46,5 +48,5 @@ PRESETS: dict[str, HPCMConfig] = {
 
 def preset(name: str, **overrides) -> HPCMConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
