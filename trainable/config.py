@@ -6,15 +6,17 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import InputError
-from .models import MODEL_NAMES
 
-DISTANCES = ("l2", "l1", "cosine")
 ALIGNMENTS = ("subbands", "ll")
 SIGNS = ("repel", "attract")
 SCALE_LATENTS = ("full", "new")
 METRICS = ("mse", "ms-ssim")
 LR_SCHEDULES = ("official", "cosine")
+PRECISIONS = ("fp32", "bf16")
 MAX_TAU = math.sqrt(2)  # the largest normalised DCT radius
+# λ scales: MSE models weigh 255²·MSE (official 0.0018–0.0483), MS-SSIM models 1 − MS-SSIM
+# (CompressAI 2.4–60.5). A λ from the other scale trains a useless (near-zero-rate) model.
+LAMBDA_SCALE = {"mse": (0.0, 1.0), "ms-ssim": (1.0, math.inf)}
 
 
 @dataclass
@@ -36,20 +38,22 @@ class TrainConfig:
     num_workers: int = 2
     seed: int = 0
     device: str = "auto"
-    amp: bool = True                     # bf16 autocast on CUDA
+    amp: str = "fp32"                    # "bf16": autocast on CUDA (opt-in, unvalidated)
     compile: bool = False
     # Phase 1: intra-scale frequency truncation
     spectral_reg: bool = False
     tau_init: float = 0.05
     tau_final: float = 1.0
     truncation_epochs: int = 100
+    phase1_mask: str = "full"            # "seed": the seed's mask, never the identity
     # Phase 2: inter-scale latent regularization
     phase2_reg: bool = False
     delta: float = 0.1
+    phase2_aligner: str = "adversarial"  # who minimises the distance (see regularizers.inter_scale)
     distance: str = "l2"
     alignment: str = "subbands"
     phase2_sign: str = "repel"
-    scale_latents: str = "full"
+    scale_latents: str = "new"
     phase2_start_epoch: int | None = None  # None: end of Phase 1 when it is on, else 0
     # bookkeeping
     save_path: str = "runs/train"
@@ -63,6 +67,15 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**values).validated()
+
+    @classmethod
+    def from_checkpoint(cls, values: dict[str, Any]) -> "TrainConfig":
+        """A config saved by an earlier version: a missing aligner means the old ``joint`` one,
+        a missing Phase-1 mask the ``seed`` one, missing scale latents ``full``, bool amp → fp32/bf16."""
+        old = {"phase2_aligner": "joint", "phase1_mask": "seed", "scale_latents": "full", **values}
+        if isinstance(old.get("amp"), bool):
+            old["amp"] = "bf16" if old["amp"] else "fp32"
+        return cls.from_dict(old)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,10 +96,20 @@ class TrainConfig:
 
     def validated(self) -> "TrainConfig":
         """Return self, or raise :class:`InputError` naming the first bad value."""
+        from .models import model_names                     # torch-free registries
+        from .regularizers import ALIGNERS, DISTANCES, MASKS as PHASE1_MASKS
+
+        low, high = LAMBDA_SCALE.get(self.metric, (0.0, math.inf))
         checks = [
-            (self.model_name in MODEL_NAMES, f"unknown model {self.model_name!r}; choose one of {', '.join(MODEL_NAMES)}"),
+            (self.model_name in model_names(), f"unknown model {self.model_name!r}; choose one of {', '.join(model_names())}"),
             (_finite(self.lmbda) and self.lmbda > 0, f"lambda must be > 0, got {self.lmbda}"),
             (self.metric in METRICS, f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}"),
+            (not _finite(self.lmbda) or low < self.lmbda < high,
+             f"lambda {self.lmbda} is not on the {self.metric} scale (expected {low} < λ < {high}: "
+             "MSE λs are ~0.002–0.05, MS-SSIM λs ~2.4–60)"),
+            (self.amp in PRECISIONS, f"amp must be one of {', '.join(PRECISIONS)}, got {self.amp!r}"),
+            (self.phase1_mask in PHASE1_MASKS, f"phase1 mask must be one of {', '.join(PHASE1_MASKS)}, got {self.phase1_mask!r}"),
+            (self.phase2_aligner in ALIGNERS, f"phase2 aligner must be one of {', '.join(ALIGNERS)}, got {self.phase2_aligner!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (_finite(self.learning_rate) and self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from .cli import OneLineParser, run_cli
-from .config import ALIGNMENTS, DISTANCES, LR_SCHEDULES, METRICS, SCALE_LATENTS, SIGNS, TrainConfig
-from .models import MODEL_NAMES
+from .config import ALIGNMENTS, LR_SCHEDULES, METRICS, PRECISIONS, SCALE_LATENTS, SIGNS, TrainConfig
+from .models import model_names
+from .regularizers import ALIGNERS, DISTANCES, MASKS
 from .trainer import LAST, train
 
 # metrics.jsonl name -> the earlier system's W&B name
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m trainable.train", description=__doc__,
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
-    a("--model_name", default=d.model_name, choices=MODEL_NAMES, help="HPCM variant")
+    a("--model_name", default=d.model_name, choices=model_names(), help="registered model")
     a("--train_dataset", default=None, help="training image folder (default: built-in sample images)")
     a("--test_dataset", default=None, help="validation image folder (default: built-in sample images)")
     a("--lambda", dest="lmbda", type=float, default=d.lmbda, help="rate-distortion trade-off λ")
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--num-workers", type=int, default=d.num_workers, help="data loader workers")
     a("--seed", type=int, default=d.seed, help="random seed")
     a("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-    a("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    a("--amp", default=d.amp, choices=PRECISIONS,
+      help="bf16: autocast on CUDA (opt-in; unvalidated against fp32, the official training precision)")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--save_path", default=d.save_path, help="output directory")
     a("--log_dir", default=None, help="W&B directory (default: SAVE_PATH)")
@@ -53,17 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--spectral-reg", action="store_true", help="low-pass training images in the DCT domain")
     g.add_argument("--tau-init", type=float, default=d.tau_init, help="initial cut-off radius, in (0, 1]")
     g.add_argument("--tau-final", type=float, default=d.tau_final, help="final cut-off radius")
-    g.add_argument("--truncation-epochs", type=int, default=d.truncation_epochs, help="Phase 1 length in epochs")
+    g.add_argument("--truncation-epochs", type=int, default=d.truncation_epochs,
+                   help="Phase 1 length in epochs (tau moves every optimizer step)")
+    g.add_argument("--phase1-mask", default=d.phase1_mask, choices=tuple(MASKS),
+                   help="full: ends on the identity (the whole spectrum); seed: the seed's mask, never the identity")
     g = p.add_argument_group("Phase 2: inter-scale latent regularization")
     g.add_argument("--phase2-reg", action="store_true", help="add the inter-scale similarity term")
     g.add_argument("--delta", type=float, default=d.delta, help="weight δ of the term (0: off)")
-    g.add_argument("--distance", default=d.distance, choices=DISTANCES, help="distance between scales")
+    g.add_argument("--phase2-aligner", default=d.phase2_aligner, choices=tuple(ALIGNERS),
+                   help="adversarial: the aligner minimises the distance, the encoder gets sign·δ·d; "
+                        "ridge: closed-form predictor per batch; joint: the seed's (degenerate under repel)")
+    g.add_argument("--distance", default=d.distance, choices=tuple(DISTANCES), help="distance between scales")
     g.add_argument("--alignment", default=d.alignment, choices=ALIGNMENTS,
                    help="Haar sub-bands of the finer scale fed to the 1x1 aligner")
     g.add_argument("--phase2-sign", default=d.phase2_sign, choices=SIGNS,
                    help="repel: −δ·d (the paper's notation), attract: +δ·d")
     g.add_argument("--scale-latents", default=d.scale_latents, choices=SCALE_LATENTS,
-                   help="compare whole scale latents, or only the positions each scale adds")
+                   help="new: mask the finer latent to the positions it adds (HPCM's scales are nested); full: whole latents")
     g.add_argument("--phase2-start-epoch", type=int, default=None,
                    help="first Phase 2 epoch (default: end of Phase 1 if on, else 0)")
     g = p.add_argument_group("logging")
@@ -145,7 +153,10 @@ def _summary(m: dict) -> str:
     if m.get("tau") is not None:
         parts.append(f"tau {m['tau']:.3f}")
     parts += [f"loss {m['train_loss']:.4f}", f"val bpp {m['val_bpp']:.4f}", f"val PSNR {m['val_psnr']:.2f}",
-              f"inter_scale_reg {m['inter_scale_reg']:+.4f}", f"{m['images_per_s']:.1f} img/s"]
+              f"inter_scale_reg {m['inter_scale_reg']:+.4f}"]
+    parts += [f"R² {k.removeprefix('val_inter_scale_r2_')} {v:.3f}" for k, v in m.items()
+              if k.startswith("val_inter_scale_r2_")]
+    parts.append(f"{m['images_per_s']:.1f} img/s")
     if "real_bpp" in m and not math.isnan(m["real_bpp"]):
         parts.append(f"real bpp {m['real_bpp']:.4f}")
     return " | ".join(parts)

@@ -1,4 +1,6 @@
-"""The training core: ``train(config, report)``, one HPCM run with both regularizers.
+"""The training core: ``train(config, report)``, one run of a registered model with both
+regularizers; :class:`Run` is one model's state, advanced one epoch at a time (also by
+``curve.train_curve``, which trains one configuration at every λ in lockstep).
 
 No logging framework and no Ray in here: the CLI (``trainable.train``) and the Ray Tune
 adapter (``trainable.tune``) each pass their own ``report(metrics, checkpoint_dir)``,
@@ -16,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,8 +28,8 @@ from .data import ImageFolder, resolve_dataset
 from .errors import CheckpointError, TrainingError
 from .loss import RateDistortionLoss, ms_ssim_db
 from .lr_schedule import lr_factor
-from .models import HPCM, create_model
-from .regularizers import InterScaleRegularizer, TauSchedule, truncate
+from .models import create_model
+from .regularizers import FrequencyTruncation, InterScaleRegularizer, TauSchedule, inter_scale_r2, pair_rows
 
 Report = Callable[[dict, "str | None"], None]
 LAST, BEST, FINAL = "checkpoint_last.pth.tar", "checkpoint_best.pth.tar", "model_final.pth.tar"
@@ -51,25 +54,55 @@ def seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(s)
 
 
-class Run:
-    """State of one run: model, Phase 2 aligners, optimizer, progress."""
+def pair_names(num_scales: int) -> tuple[str, ...]:
+    return tuple(f"s{i}_s{i + 1}" for i in range(1, num_scales))
 
-    def __init__(self, config: TrainConfig, device: torch.device):
-        self.config, self.device = config, device
-        self.model: HPCM = create_model(config.model_name).to(device)
-        self.regularizer = (InterScaleRegularizer(
-            self.model.cfg.M, delta=config.delta, alignment=config.alignment, distance=config.distance,
-            sign=config.phase2_sign, scale_latents=config.scale_latents).to(device) if config.phase2_on else None)
+
+class Datasets:
+    """Training crops and whole validation images, verified once (through the manifest)."""
+
+    def __init__(self, config: TrainConfig):
+        self.train = ImageFolder(resolve_dataset(config.train_dataset, "train"), config.patch_size, train=True)
+        self.val = ImageFolder(resolve_dataset(config.test_dataset, "val"), train=False)
+        self.train.verify()
+        self.val.verify()
+
+    def steps_per_epoch(self, config: TrainConfig) -> int:
+        """Optimizer steps in one epoch: fixed, or one pass over the training set."""
+        if config.steps_per_epoch:
+            return config.steps_per_epoch
+        n, b = len(self.train), config.batch_size
+        return n // b if n >= b else 1
+
+
+class Run:
+    """State of one run: model, Phase 1 schedule, Phase 2 term, optimizer, progress."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, steps_per_epoch: int):
+        self.config, self.device, self.steps_per_epoch = config, device, steps_per_epoch
+        self.model: nn.Module = create_model(config.model_name).to(device)
+        self.phase1 = (FrequencyTruncation(TauSchedule(config.tau_init, config.tau_final,
+                                                       config.truncation_epochs * steps_per_epoch),
+                                           config.phase1_mask) if config.phase1_on else None)
+        self.phase2 = (InterScaleRegularizer(
+            self.model.scale_channels, delta=config.delta, aligner=config.phase2_aligner,
+            alignment=config.alignment, distance=config.distance, sign=config.phase2_sign,
+            scale_latents=config.scale_latents).to(device) if config.phase2_on else None)
         groups = [{"params": self.model.parameters()}]
-        if self.regularizer is not None:   # the aligners learn with the model
-            groups.append({"params": self.regularizer.parameters()})
+        if self.phase2 is not None and any(True for _ in self.phase2.parameters()):
+            groups.append({"params": self.phase2.parameters()})   # the aligners learn with the model
         self.optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+        self.criterion = RateDistortionLoss(config.lmbda, config.metric, with_ms_ssim=True)
         self.epoch, self.global_step, self.best_val_loss = 0, 0, math.inf
         self.forward = torch.compile(self.model) if config.compile else self.model
 
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs
+
     def state(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
-                "regularizer": self.regularizer.state_dict() if self.regularizer is not None else None,
+                "regularizer": self.phase2.state_dict() if self.phase2 is not None else None,
                 "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "global_step": self.global_step,
                 "best_val_loss": self.best_val_loss, "config": self.config.to_dict()}
 
@@ -79,26 +112,50 @@ class Run:
         if not (isinstance(raw, dict) and "optimizer" in raw):
             self.model.load_state_dict(model_state(raw, path))
             return
+        self.load_state(raw, str(path))
+
+    def load_state(self, raw: dict, where: str) -> None:
         if raw.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: unsupported training checkpoint format {raw.get('format')!r}")
-        saved = raw.get("config", {})
-        for key in ("model_name", "phase2_reg", "alignment"):
-            if saved.get(key) != getattr(self.config, key) and (key == "model_name" or self.config.phase2_on):
-                raise CheckpointError(f"{path} was trained with {key}={saved.get(key)!r}, "
+            raise CheckpointError(f"{where}: unsupported training checkpoint format {raw.get('format')!r}")
+        saved = TrainConfig.from_checkpoint(raw.get("config", {}))
+        for key in ("model_name", "phase2_reg", "phase2_aligner", "alignment"):
+            if getattr(saved, key) != getattr(self.config, key) and (key == "model_name" or self.config.phase2_on):
+                raise CheckpointError(f"{where} was trained with {key}={getattr(saved, key)!r}, "
                                       f"this run has {key}={getattr(self.config, key)!r}")
         try:
             self.model.load_state_dict(raw["model"])
-            if self.regularizer is not None and raw.get("regularizer") is not None:
-                self.regularizer.load_state_dict(raw["regularizer"])
+            if self.phase2 is not None and raw.get("regularizer") is not None:
+                self.phase2.load_state_dict(raw["regularizer"])
             self.optimizer.load_state_dict(raw["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path} does not fit this run: {str(exc).splitlines()[0][:160]}") from None
+            raise CheckpointError(f"{where} does not fit this run: {str(exc).splitlines()[0][:160]}") from None
         self.epoch, self.global_step = int(raw["epoch"]), int(raw["global_step"])
         self.best_val_loss = float(raw.get("best_val_loss", math.inf))
 
+    def run_epoch(self, data: Datasets) -> dict:
+        """Train one epoch, validate, advance: the epoch's metrics (real bpp after the last)."""
+        cfg, epoch = self.config, self.epoch
+        seed_epoch(cfg.seed, epoch)
+        lr = cfg.learning_rate * lr_factor(cfg.lr_schedule, epoch, cfg.epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        phase1 = self.phase1 is not None and self.phase1.schedule.active(self.global_step)
+        phase2 = self.phase2 is not None and epoch >= cfg.phase2_start
+        loader = _loader(data.train, cfg, epoch_seed=(cfg.seed * 7919 + epoch) % 2**31)
+        metrics = {"epoch": epoch + 1, "phase": "phase1_intra" if phase1 else "baseline",
+                   "phase2_active": phase2, "lr": lr}
+        metrics.update(train_epoch(self, loader, phase2))
+        metrics.update(evaluate(self.model, data.val, self.criterion, self.device))
+        self.epoch, metrics["global_step"] = epoch + 1, self.global_step
+        if self.done and cfg.real_bpp:
+            metrics["real_bpp"] = real_bpp(self.model, data.val, self.device)
+        metrics["improved"] = metrics["val_loss"] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, metrics["val_loss"])
+        return metrics
 
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -109,11 +166,8 @@ def _loader(dataset, config: TrainConfig, epoch_seed: int) -> DataLoader:
                       generator=torch.Generator().manual_seed(epoch_seed), persistent_workers=False)
 
 
-def _batches(loader: DataLoader, steps: int | None):
-    """One pass, or exactly ``steps`` batches cycling through the loader."""
-    if steps is None:
-        yield from loader
-        return
+def _batches(loader: DataLoader, steps: int):
+    """Exactly ``steps`` batches, cycling through the loader."""
     done = 0
     while done < steps:
         for batch in loader:
@@ -123,26 +177,26 @@ def _batches(loader: DataLoader, steps: int | None):
                 return
 
 
-def train_epoch(run: Run, loader: DataLoader, criterion: RateDistortionLoss, tau: float | None,
-                phase2: bool) -> dict[str, float]:
-    """One epoch of RD training; Phase 1 low-passes the batch, Phase 2 adds the inter-scale term."""
+def train_epoch(run: Run, loader: DataLoader, phase2: bool) -> dict[str, float]:
+    """One epoch of RD training; Phase 1 low-passes each batch (input and target alike) at
+    that step's tau, Phase 2 adds the inter-scale term."""
     cfg, model = run.config, run.model
     model.train()
     sums: dict[str, torch.Tensor | float] = defaultdict(float)   # tensors: no device sync per step
-    images, start = 0, time.perf_counter()
+    images, start, tau = 0, time.perf_counter(), None
     params = [p for group in run.optimizer.param_groups for p in group["params"]]
-    total = cfg.steps_per_epoch or len(loader)
-    for x in tqdm(_batches(loader, cfg.steps_per_epoch), total=total, desc=f"epoch {run.epoch + 1}",
+    for x in tqdm(_batches(loader, run.steps_per_epoch), total=run.steps_per_epoch, desc=f"epoch {run.epoch + 1}",
                   leave=False, disable=None):
         x = x.to(run.device, non_blocking=True)
-        if tau is not None:
-            x = truncate(x, tau)           # input and distortion target alike
+        if run.phase1 is not None:
+            tau = run.phase1.schedule.tau(run.global_step) or tau
+            x = run.phase1.batch(x, run.global_step)
         with _autocast(run.device, cfg.amp):
             out = run.forward(x, return_scale_latents=phase2)
-        rd = criterion(out, x)
+        rd = run.criterion(out, x)
         loss = rd["loss"]
         if phase2:
-            reg, pairs = run.regularizer(out["scale_latents"], out["scale_new_masks"])
+            reg, pairs = run.phase2(out["scale_latents"], out.get("scale_new_masks"))
             loss = loss + reg
             sums["inter_scale_reg"] += reg.detach() * len(x)
             for name, value in pairs.items():
@@ -160,28 +214,35 @@ def train_epoch(run: Run, loader: DataLoader, criterion: RateDistortionLoss, tau
         images += len(x)
     seconds = time.perf_counter() - start
     metrics = {f"train_{k}" if not k.startswith("inter_scale") else k: float(v) / images for k, v in sums.items()}
-    metrics.update(epoch_seconds=seconds, images_per_s=images / seconds)
+    metrics.update(tau=tau, epoch_seconds=seconds, images_per_s=images / seconds)
     metrics.setdefault("inter_scale_reg", 0.0)
     return metrics
 
 
 @torch.no_grad()
-def evaluate(model: HPCM, dataset: ImageFolder, criterion: RateDistortionLoss, device: torch.device) -> dict[str, float]:
-    """Eval-mode RD on whole (padded) validation images, averaged over images."""
+def evaluate(model: nn.Module, dataset: ImageFolder, criterion: RateDistortionLoss, device: torch.device) -> dict[str, float]:
+    """Eval-mode RD on whole (padded) validation images, averaged over images, and the
+    held-out inter-scale R^2 of every adjacent scale pair (logged on and off alike)."""
     model.eval()
     sums: dict[str, float] = defaultdict(float)
+    rows = []
     for i in range(len(dataset)):
         x = dataset[i].unsqueeze(0).to(device)
-        for key, value in criterion(model(x), x).items():
+        out = model(x, return_scale_latents=True)
+        for key, value in criterion(out, x).items():
             sums[key] += value.item()
+        m = model.coding_multiple
+        covered = tuple(n / (math.ceil(n / m) * m) for n in x.shape[-2:])
+        rows.append(pair_rows(out["scale_latents"], out.get("scale_new_masks"), covered))
     metrics = {f"val_{k}": v / len(dataset) for k, v in sums.items()}
     if "val_ms_ssim" in metrics:
         metrics["val_ms_ssim_db"] = ms_ssim_db(metrics["val_ms_ssim"])
+    metrics.update(inter_scale_r2(rows, pair_names(model.num_scales)))
     return metrics
 
 
 @torch.no_grad()
-def real_bpp(model: HPCM, dataset: ImageFolder, device: torch.device) -> float:
+def real_bpp(model: nn.Module, dataset: ImageFolder, device: torch.device) -> float:
     """Mean bits per pixel of real rANS bitstreams over the validation images."""
     model.eval().update()
     total = 0.0
@@ -201,47 +262,24 @@ def train(config: TrainConfig, report: Report, resume: str | Path | None = None)
     cfg = config.validated()
     device = resolve_device(cfg.device)
     save_dir = Path(cfg.save_path)
-    train_set = ImageFolder(resolve_dataset(cfg.train_dataset, "train"), cfg.patch_size, train=True)
-    val_set = ImageFolder(resolve_dataset(cfg.test_dataset, "val"), train=False)
-    train_set.verify()
-    val_set.verify()
-
+    data = Datasets(cfg)
     seed_epoch(cfg.seed, -1)
-    run = Run(cfg, device)
+    run = Run(cfg, device, data.steps_per_epoch(cfg))
     if resume is not None:
         run.restore(resume)
-    criterion = RateDistortionLoss(cfg.lmbda, cfg.metric, with_ms_ssim=True)
-    phase1 = TauSchedule(cfg.tau_init, cfg.tau_final, cfg.truncation_epochs) if cfg.phase1_on else None
     metrics: dict = {}
-    while run.epoch < cfg.epochs:
-        epoch = run.epoch
-        seed_epoch(cfg.seed, epoch)
-        lr = cfg.learning_rate * lr_factor(cfg.lr_schedule, epoch, cfg.epochs)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        tau = phase1.tau(epoch) if phase1 is not None and phase1.active(epoch) else None
-        phase2 = run.regularizer is not None and epoch >= cfg.phase2_start
-        loader = _loader(train_set, cfg, epoch_seed=(cfg.seed * 7919 + epoch) % 2**31)
-        metrics = {"epoch": epoch + 1, "phase": "phase1_intra" if tau is not None else "baseline",
-                   "tau": tau, "phase2_active": phase2, "lr": lr}
-        metrics.update(train_epoch(run, loader, criterion, tau, phase2))
-        metrics.update(evaluate(run.model, val_set, criterion, device))
-        run.epoch, metrics["global_step"] = epoch + 1, run.global_step
-        last = run.epoch == cfg.epochs
-        if last and cfg.real_bpp:
-            metrics["real_bpp"] = real_bpp(run.model, val_set, device)
-        improved = metrics["val_loss"] < run.best_val_loss
-        run.best_val_loss = min(run.best_val_loss, metrics["val_loss"])
+    while not run.done:
+        metrics = run.run_epoch(data)
         save_atomic(run.state(), save_dir / LAST)
-        if cfg.save_best and improved:
+        if metrics.pop("improved") and cfg.save_best:
             save_atomic(run.state(), save_dir / BEST)
-        if last:
+        if run.done:
             export_inference(run.model, save_dir / FINAL)
         report(metrics, str(save_dir))
     return metrics
 
 
-def export_inference(model: HPCM, path: Path) -> None:
+def export_inference(model: nn.Module, path: Path) -> None:
     """Model weights only (no optimizer, no regularizer aligners), with entropy tables built."""
     model.eval().update()
     save_atomic(model.state_dict(), path)

@@ -1,76 +1,132 @@
 """Phase 1: intra-scale frequency truncation of the training images.
 
-For the first epochs the input x is low-pass filtered in the DCT domain,
-    x_tau = IDCT( DCT(x) * M_tau ),   M_tau(u, v) = max(0, (tau - r) / tau),
-    r = sqrt((u / H)^2 + (v / W)^2),  u = 0..H-1, v = 0..W-1,
-with tau rising over the epochs, so the codec first fits the low frequencies
-that dominate rate and distortion and then sees ever finer detail.
+For the first optimizer steps the input x is low-passed in the DCT domain,
+    x_tau = IDCT( DCT(x) * M(r) ),   r = sqrt((u / H)^2 + (v / W)^2),  u, v = DCT indices,
+and the low-passed image is both the input and the distortion target, so the codec first
+fits the low frequencies that dominate rate and distortion, then ever finer detail.
+tau rises linearly *per optimizer step* from ``tau_init`` (first Phase-1 step) to
+``tau_final`` (last Phase-1 step); p in [0, 1] is the progress through Phase 1.
 
-Since r reaches sqrt(((H-1)/H)^2 + ((W-1)/W)^2), just under sqrt(2), the mask still
-attenuates high frequencies at tau = 1 (M = 0 for r >= 1): moving to raw images after
-Phase 1 is a step change in the input, which the training loop reports.
+Masks (``--phase1-mask``, one decorated function each):
+
+* ``seed``: M = max(0, (tau - r) / tau), as in the seed's train.py. At tau = 1 it still
+  attenuates every non-DC coefficient (mean 0.26, 21 % zeroed), so the switch to raw
+  images after Phase 1 is a jump of the input distribution. Kept for reproduction.
+* ``full`` (default): a soft low-pass whose cutoff c = tau + p (sqrt(2) - tau_final)
+  rises from ``tau_init`` (the seed's cutoff radius on the first step, so tau values stay
+  comparable) to sqrt(2), beyond every DCT radius, while its soft edge of width c (1 - p)
+  narrows from the seed's to a hard edge: M = clip((c - r) / (c (1 - p)), 0, 1). On the last
+  Phase-1 step M = 1 everywhere, the identity, so Phase 1 ends on the full spectrum.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .dct import dct2, idct2
 
+MAX_RADIUS = math.sqrt(2)
+Mask = Callable[[torch.Tensor, float, float, float], torch.Tensor]
+MASKS: dict[str, Mask] = {}
 
-def radial_mask(
-    h: int, w: int, tau: float, device: torch.device | None = None, dtype: torch.dtype | None = None
-) -> torch.Tensor:
-    """M_tau [h, w]: 1 at DC, falling linearly in normalised radius r, 0 for r >= tau."""
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+
+def register_mask(name: str) -> Callable[[Mask], Mask]:
+    """Add ``mask(r, tau, progress, tau_final) -> M`` to :data:`MASKS` under ``name``."""
+    def add(fn: Mask) -> Mask:
+        MASKS[name] = fn
+        return fn
+    return add
+
+
+@register_mask("seed")
+def seed_mask(r: torch.Tensor, tau: float, progress: float, tau_final: float) -> torch.Tensor:
+    return ((tau - r) / tau).clamp(min=0)
+
+
+@register_mask("full")
+def full_spectrum_mask(r: torch.Tensor, tau: float, progress: float, tau_final: float) -> torch.Tensor:
+    cutoff = tau + progress * (MAX_RADIUS - tau_final)
+    edge = cutoff * (1 - progress)
+    if edge <= 0:
+        return (r < cutoff).to(r.dtype)
+    return ((cutoff - r) / edge).clamp(0, 1)
+
+
+def dct_radius(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
+    """r [h, w] = sqrt((u/h)^2 + (v/w)^2) of every DCT coefficient."""
     u = torch.arange(h, device=device, dtype=torch.float32).view(-1, 1) / h
     v = torch.arange(w, device=device, dtype=torch.float32).view(1, -1) / w
-    r = torch.sqrt(u**2 + v**2)
-    return ((tau - r) / tau).clamp(min=0).to(dtype or torch.get_default_dtype())
+    return torch.sqrt(u**2 + v**2)
 
 
-def truncate(x: torch.Tensor, tau: float) -> torch.Tensor:
-    """Low-pass ``x`` (B, C, H, W) with the radial DCT mask M_tau (same shape out)."""
-    mask = radial_mask(x.shape[-2], x.shape[-1], tau, device=x.device, dtype=x.dtype)
+def radial_mask(h: int, w: int, tau: float, device: torch.device | None = None,
+                dtype: torch.dtype | None = None, kind: str = "seed", progress: float = 0.0,
+                tau_final: float = 1.0) -> torch.Tensor:
+    """M [h, w] of mask ``kind`` at ``tau`` and Phase-1 ``progress``."""
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if kind not in MASKS:
+        raise ValueError(f"phase1 mask must be one of {', '.join(MASKS)}, got {kind!r}")
+    return MASKS[kind](dct_radius(h, w, device), tau, progress, tau_final).to(dtype or torch.get_default_dtype())
+
+
+def truncate(x: torch.Tensor, tau: float, kind: str = "seed", progress: float = 0.0,
+             tau_final: float = 1.0) -> torch.Tensor:
+    """Low-pass ``x`` (B, C, H, W) with the radial DCT mask (same shape out)."""
+    mask = radial_mask(x.shape[-2], x.shape[-1], tau, x.device, x.dtype, kind, progress, tau_final)
     return idct2(dct2(x) * mask)
 
 
 @dataclass(frozen=True)
 class TauSchedule:
-    """Linear tau ramp of Phase 1 over 0-based epochs.
+    """Linear tau ramp over the 0-based optimizer steps of Phase 1.
 
-    Epoch 0 uses ``tau_init`` and epoch ``truncation_epochs - 1`` uses ``tau_final``
-    (a single truncation epoch uses ``tau_init``). From epoch ``truncation_epochs`` on
-    Phase 1 is over: ``active`` is False and ``tau`` is None, meaning "train on raw
-    images" rather than any tau, because no tau <= sqrt(2) leaves the image unchanged.
-    ``truncation_epochs = 0`` disables Phase 1.
+    Step 0 uses ``tau_init``, step ``steps - 1`` uses ``tau_final``; from step ``steps`` on
+    Phase 1 is over (``active`` False, ``tau`` None: train on raw images). A one-step
+    Phase 1 has progress 1 (tau_final). ``steps = 0`` disables Phase 1.
     """
 
     tau_init: float = 0.05
     tau_final: float = 1.0
-    truncation_epochs: int = 100
+    steps: int = 100
 
     def __post_init__(self) -> None:
         if not 0 < self.tau_init <= 1:
             raise ValueError(f"tau_init must be in (0, 1], got {self.tau_init}")
-        if not self.tau_init <= self.tau_final <= math.sqrt(2):
+        if not self.tau_init <= self.tau_final <= MAX_RADIUS:
             raise ValueError(f"tau_final must be in [tau_init, sqrt(2)], got {self.tau_final}")
-        if self.truncation_epochs < 0:
-            raise ValueError(f"truncation_epochs must be >= 0, got {self.truncation_epochs}")
+        if self.steps < 0:
+            raise ValueError(f"Phase 1 steps must be >= 0, got {self.steps}")
 
-    def active(self, epoch: int) -> bool:
-        """Whether 0-based ``epoch`` trains on truncated images."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        return epoch < self.truncation_epochs
+    def active(self, step: int) -> bool:
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return step < self.steps
 
-    def tau(self, epoch: int) -> float | None:
-        """tau for 0-based ``epoch``, or None once Phase 1 is over."""
-        if not self.active(epoch):
+    def progress(self, step: int) -> float:
+        """p in [0, 1]: 0 on the first Phase-1 step, 1 on the last."""
+        return 1.0 if self.steps <= 1 else min(step, self.steps - 1) / (self.steps - 1)
+
+    def tau(self, step: int) -> float | None:
+        if not self.active(step):
             return None
-        if self.truncation_epochs == 1:
-            return self.tau_init
-        return self.tau_init + (self.tau_final - self.tau_init) * epoch / (self.truncation_epochs - 1)
+        return self.tau_init + (self.tau_final - self.tau_init) * self.progress(step)
+
+
+class FrequencyTruncation:
+    """Phase 1 as the trainer uses it: ``batch(x, step)`` is x low-passed at that step's tau
+    (or x itself once Phase 1 is over)."""
+
+    def __init__(self, schedule: TauSchedule, mask: str = "full") -> None:
+        if mask not in MASKS:
+            raise ValueError(f"phase1 mask must be one of {', '.join(MASKS)}, got {mask!r}")
+        self.schedule, self.mask = schedule, mask
+
+    def batch(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        tau = self.schedule.tau(step)
+        if tau is None:
+            return x
+        return truncate(x, tau, self.mask, self.schedule.progress(step), self.schedule.tau_final)

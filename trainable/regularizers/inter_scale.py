@@ -1,23 +1,61 @@
-"""Phase 2: inter-scale similarity regularisation of HPCM's scale latents.
+"""Phase 2: inter-scale similarity regularisation of a hierarchical codec's scale latents.
 
-For each pair of adjacent scales, coarser c (h x w) and finer f (2h x 2w), the finer
-latent is brought to c's grid by the Haar DWT and mapped to c's M channels by a
-learnable 1x1 aligner A, and the two are compared after normalisation n(.):
-    d(c, f) = D( n(c), n(A(DWT(f))) ),
-    L_inter = sign * delta * sum_pairs d,   sign = -1 ("repel", the paper's -delta * L2)
-                                            or +1 ("attract").
+For each pair of adjacent scales, coarser c (C_c x h x w) and finer f (C_f x 2h x 2w), the
+finer latent is brought to c's grid by the Haar DWT and an aligner predicts c from it:
+    P = A(DWT(f)),     d(c, f) = D( n(c), n(P) ),     n = per-sample RMS normalisation,
+    L_inter = sign * delta * sum_pairs d,   sign = -1 "repel" (scales less predictable from
+                                            each other, the paper's -delta * L2) or +1 "attract".
+
+The aligner (``--phase2-aligner``) decides who minimises what:
+
+* ``adversarial`` (default): A is the best linear predictor of c from DWT(f), refitted in
+  closed form from moving averages of earlier batches' statistics (it *minimises* the
+  prediction error), while the encoder gets sign * delta * d with A held. Neither side can
+  win the term alone: A cannot flip sign to saturate it, and the encoder faces the best
+  linear predictor of its latents, not one it trains.
+* ``ridge``: the inner minimisation in closed form per batch (cross-fitted ridge regression
+  of c on DWT(f), see ``ridge.py``), differentiable in both latents, no parameters.
+* ``joint``: the seed/paper as written: one unit-norm 1x1 conv trained on the same signed
+  loss as the encoder. Degenerate under repel: a polyphase component of f is (+-LL +-LH +-HL
+  +-HH)/2 of its sub-bands, so A can output -c exactly; measured on HPCM_Tiny the l2 term
+  sits at 3.9994 of its bound 4 with latent gradients <= 2.8e-6, and because d(A) = 2 - 2 rho(A)
+  with rho(-A) = -rho(A), repel(A) = attract(-A) + const: the sign changes nothing.
+
+``scale_latents="new"`` masks the *finer* latent to the positions first coded at its scale:
+HPCM's scales are nested (s2 holds s1's values, y holds s2's), so with ``full`` the finer
+latent contains the coarse one and the pair partly compares a tensor with itself.
+Distances are on RMS-normalised tensors, so every term is bounded: l2 <= 4, l1, cosine <= 2.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .haar import haar_dwt
+from .ridge import as_rows, cross_fitted_prediction, from_rows, ridge_solution
+
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DISTANCES: dict[str, Distance] = {}
+ALIGNERS: dict[str, type[nn.Module]] = {}
+SIGNS = {"repel": -1.0, "attract": 1.0}
+
+
+def register_distance(name: str) -> Callable[[Distance], Distance]:
+    def add(fn: Distance) -> Distance:
+        DISTANCES[name] = fn
+        return fn
+    return add
+
+
+def register_aligner(name: str):
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        ALIGNERS[name] = cls
+        return cls
+    return add
 
 
 def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -26,23 +64,82 @@ def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / torch.sqrt(ms + eps)
 
 
+@register_distance("l2")
 def l2_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean squared error; in [0, 4] when every sample of a and b has RMS <= 1."""
     return (a - b).pow(2).mean()
 
 
+@register_distance("l1")
 def l1_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean absolute error; in [0, 2] when every sample of a and b has RMS <= 1."""
     return (a - b).abs().mean()
 
 
+@register_distance("cosine")
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """1 - cosine similarity along channels (dim 1), averaged over the rest; in [0, 2]."""
     return (1 - F.cosine_similarity(a, b, dim=1)).mean()
 
 
-class _UnitConv1x1(nn.Module):
-    """Bias-free 1x1 convolution whose filters are used at unit L2 norm (one per output channel)."""
+@register_aligner("adversarial")
+class AdversarialAligner(nn.Module):
+    """The best linear predictor of c from DWT(f), held fixed for the encoder.
+
+    It minimises ||c - A DWT(f) - b||^2 over the recent training batches in closed form:
+    exponential moving averages of the (detached) moments, then a ridge solve. So it
+    is the adversary's best response, not a slowly trained one: latent channels are highly
+    collinear (cond(X^T X) ~ 1e4 on HPCM_Tiny), where a gradient-trained 1x1 conv stays far
+    from the optimum after hundreds of Adam steps. The prediction uses only *earlier*
+    batches (statistics are updated after use); the encoder gets sign * delta * d through X
+    and c, and nothing reaches A. No parameters, no optimizer; the statistics are buffers,
+    so checkpoints resume exactly. Until a first batch is seen the prediction is 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, momentum: float = 0.99, ridge: float = 1e-4) -> None:
+        super().__init__()
+        self.momentum, self.ridge = momentum, ridge
+        # moving averages of E[x], E[y], E[x x^T], E[x y^T]; ``seen`` corrects their start-up bias
+        for name, shape in (("x", (1, in_channels)), ("y", (1, out_channels)),
+                            ("xx", (in_channels, in_channels)), ("xy", (in_channels, out_channels)), ("seen", ())):
+            self.register_buffer(name, torch.zeros(shape, dtype=torch.float64))
+
+    def fit(self):
+        """(W, x_mean, y_mean): the ridge fit to the averaged moments."""
+        x, y, xx, xy = (getattr(self, n) / self.seen for n in ("x", "y", "xx", "xy"))
+        return ridge_solution(x, y, xx, xy, self.ridge)
+
+    def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        x, y = as_rows(bands), as_rows(coarse)
+        if self.seen > 0:
+            w, x_mean, y_mean = (t.to(x.dtype) for t in self.fit())
+            prediction = (x - x_mean) @ w + y_mean
+        else:
+            prediction = torch.zeros_like(y)
+        if self.training:
+            with torch.no_grad():
+                xd, yd, m, n = x.detach().double(), y.detach().double(), self.momentum, len(x)
+                for name, batch in (("x", xd.mean(0, keepdim=True)), ("y", yd.mean(0, keepdim=True)),
+                                    ("xx", xd.T @ xd / n), ("xy", xd.T @ yd / n), ("seen", torch.ones((), dtype=xd.dtype))):
+                    getattr(self, name).mul_(m).add_(batch.to(xd.device), alpha=1 - m)
+        return from_rows(prediction, coarse)
+
+
+@register_aligner("ridge")
+class RidgeAligner(nn.Module):
+    """No parameters: c predicted by a cross-fitted ridge regression on this batch."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+
+    def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        rows = cross_fitted_prediction(as_rows(bands).float(), as_rows(coarse).float())
+        return from_rows(rows, coarse).to(coarse.dtype)
+
+
+@register_aligner("joint")
+class JointAligner(nn.Module):
+    """Unit-norm 1x1 conv trained on the same signed loss as the encoder (seed/paper as written)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -52,113 +149,93 @@ class _UnitConv1x1(nn.Module):
     def unit_weight(self) -> torch.Tensor:
         return F.normalize(self.weight.flatten(1), dim=1).view_as(self.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.unit_weight())
+    def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(bands, self.unit_weight())
 
 
-def _choose(name: str, value: str, allowed: Sequence[str]) -> str:
+def _choose(name: str, value: str, allowed) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
 
 
+def dwt_features(fine: torch.Tensor, alignment: str) -> torch.Tensor:
+    """The finer latent at the coarse grid: its 4 Haar sub-bands stacked, or LL alone."""
+    bands = haar_dwt(fine)
+    return torch.cat(bands, 1) if alignment == "subbands" else bands[0]
+
+
 class InterScaleRegularizer(nn.Module):
-    """L_inter over HPCM's scale latents (coarse to fine), with one 1x1 aligner per adjacent pair.
-
-    Options:
-      alignment  "subbands" (the paper): LL, LH, HL, HH of f stacked, aligner 4M -> M;
-                 "ll": the low-pass band only, aligner M -> M.
-      distance   "l2" (mean squared error), "l1" (mean absolute error) or
-                 "cosine" (1 - cosine similarity along channels, averaged).
-      sign       "repel" (-1, push scales apart, as written in the paper) or "attract" (+1).
-      scale_latents  "full" (default): compare whole scale latents, as the paper does.
-                 Because HPCM's scales are nested (s2 holds s1's values, s3 holds s2's),
-                 part of each comparison is then a latent with itself; "new" multiplies
-                 each latent by its mask of positions first coded at that scale, which
-                 removes that self-comparison (and needs ``new_masks``).
-      delta      weight >= 0; 0 turns the regulariser off (nothing computed, zeros returned).
-
-    Boundedness: maximising a distance ("repel") through a free linear aligner is unbounded
-    (the weights grow without limit). Here (1) every aligner filter is used at unit L2 norm,
-    so the weights' scale is not a free direction, and (2) both sides are RMS-normalised
-    per sample before the distance, so each term is bounded whatever the weights and latents:
-    l2 in [0, 4], l1 in [0, 2], cosine in [0, 2]. Hence L_inter >= -delta * bound * (num_scales - 1),
-    e.g. -8 delta for l2 over HPCM's three scales. Note that under "repel" the aligner can
-    approach the bound on its own by anti-aligning (A -> -A), without changing the latents.
+    """L_inter over scale latents (coarse to fine), one aligner per adjacent pair.
 
     Args:
-        channels: M, the latent channels of every scale.
-        num_scales: number of scales passed to forward (HPCM: 3, giving pairs s1_s2, s2_s3).
+        channels: channels of every scale, coarse to fine (HPCM: (M, M, M); DHIC: per scale).
+        delta: weight >= 0; 0 turns the term off (zeros returned).
+        aligner: "adversarial" | "ridge" | "joint" (see the module docstring).
+        alignment: "subbands" (the paper; aligner 4 C_f -> C_c) or "ll" (C_f -> C_c).
+        distance: "l2" | "l1" | "cosine" on RMS-normalised tensors.
+        sign: "repel" | "attract".
+        scale_latents: "new" masks the finer latent to its new positions (needs masks;
+            models without nested scales pass none and every position counts), "full" not.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        delta: float = 0.1,
-        alignment: Literal["subbands", "ll"] = "subbands",
-        distance: Literal["l2", "l1", "cosine"] = "l2",
-        sign: Literal["repel", "attract"] = "repel",
-        scale_latents: Literal["full", "new"] = "full",
-        num_scales: int = 3,
-    ) -> None:
+    def __init__(self, channels: Sequence[int], delta: float = 0.1, aligner: str = "adversarial",
+                 alignment: str = "subbands", distance: str = "l2", sign: str = "repel",
+                 scale_latents: str = "new") -> None:
         super().__init__()
         if not delta >= 0:
             raise ValueError(f"delta must be >= 0, got {delta}")
-        if num_scales < 2:
-            raise ValueError(f"num_scales must be >= 2, got {num_scales}")
-        distances = {"l2": l2_distance, "l1": l1_distance, "cosine": cosine_distance}
-        signs = {"repel": -1.0, "attract": 1.0}
-        self.channels = channels
+        if len(channels) < 2:
+            raise ValueError(f"need >= 2 scales, got {len(channels)}")
+        self.channels = tuple(int(c) for c in channels)
         self.delta = float(delta)
+        self.aligner = _choose("aligner", aligner, ALIGNERS)
         self.alignment = _choose("alignment", alignment, ("subbands", "ll"))
-        self.distance = _choose("distance", distance, tuple(distances))
-        self.sign = _choose("sign", sign, tuple(signs))
+        self.distance = _choose("distance", distance, DISTANCES)
+        self.sign = _choose("sign", sign, SIGNS)
         self.scale_latents = _choose("scale_latents", scale_latents, ("full", "new"))
-        self._distance = distances[distance]
-        self._sign = signs[sign]
-        self.pair_names = tuple(f"s{i}_s{i + 1}" for i in range(1, num_scales))
-        in_channels = 4 * channels if alignment == "subbands" else channels
-        self.aligners = nn.ModuleList(_UnitConv1x1(in_channels, channels) for _ in self.pair_names)
+        self.weight = SIGNS[sign] * self.delta
+        self.pair_names = tuple(f"s{i}_s{i + 1}" for i in range(1, len(channels)))
+        bands = 4 if alignment == "subbands" else 1
+        self.aligners = nn.ModuleList(ALIGNERS[aligner](bands * fine, coarse)
+                                      for coarse, fine in zip(self.channels[:-1], self.channels[1:]))
 
-    def forward(
-        self, latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(L_inter scalar, unsigned unweighted distance per pair, detached for logging).
-
-        ``latents``: decoded scale latents coarse to fine, each [B, M, H_i, W_i] with
-        H_{i+1} = 2 H_i, W_{i+1} = 2 W_i. ``new_masks``: per scale, broadcastable to its
-        latent, 1 where the position was first coded at that scale (used by "new").
-        """
-        latents = self._checked(latents, new_masks)
+    def forward(self, latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(L_inter scalar, unsigned unweighted distance per pair, detached for logging)."""
+        latents = self._checked(latents)
         if self.delta == 0:
             zero = latents[0].new_zeros(())
             return zero, {name: zero for name in self.pair_names}
         per_pair = {}
-        for name, aligner, coarse, fine in zip(self.pair_names, self.aligners, latents[:-1], latents[1:]):
-            bands = haar_dwt(fine)
-            aligned = aligner(torch.cat(bands, 1) if self.alignment == "subbands" else bands[0])
-            per_pair[name] = self._distance(rms_normalize(coarse), rms_normalize(aligned))
-        total = self._sign * self.delta * torch.stack(list(per_pair.values())).sum()
+        for name, aligner, coarse, fine in zip(self.pair_names, self.aligners, latents[:-1],
+                                               pairs_fine(latents, new_masks if self.scale_latents == "new" else None)):
+            prediction = aligner(dwt_features(fine, self.alignment), coarse)
+            per_pair[name] = DISTANCES[self.distance](rms_normalize(coarse), rms_normalize(prediction))
+        total = self.weight * torch.stack(list(per_pair.values())).sum()
         return total, {name: d.detach() for name, d in per_pair.items()}
 
-    def _checked(
-        self, latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None
-    ) -> list[torch.Tensor]:
-        """Validate shapes; with "new", return the latents masked to their new positions."""
-        if len(latents) != len(self.pair_names) + 1:
-            raise ValueError(f"expected {len(self.pair_names) + 1} scale latents, got {len(latents)}")
-        for y in latents:
-            if y.dim() != 4 or y.shape[1] != self.channels:
-                raise ValueError(f"scale latents must be [B, {self.channels}, H, W], got {tuple(y.shape)}")
+    def _checked(self, latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if len(latents) != len(self.channels):
+            raise ValueError(f"expected {len(self.channels)} scale latents, got {len(latents)}")
+        for y, c in zip(latents, self.channels):
+            if y.dim() != 4 or y.shape[1] != c:
+                raise ValueError(f"scale latent must be [B, {c}, H, W], got {tuple(y.shape)}")
         for coarse, fine in zip(latents[:-1], latents[1:]):
             if fine.shape[-2:] != (2 * coarse.shape[-2], 2 * coarse.shape[-1]):
                 raise ValueError(f"each scale must double the previous one, got {tuple(coarse.shape)} -> {tuple(fine.shape)}")
-        if self.scale_latents == "full":
-            return list(latents)
-        if new_masks is None or len(new_masks) != len(latents):
-            raise ValueError('scale_latents="new" needs one new-position mask per scale latent')
-        return [y * m.to(y.dtype) for y, m in zip(latents, new_masks)]
+        return list(latents)
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, delta={self.delta}, alignment={self.alignment!r}, "
-                f"distance={self.distance!r}, sign={self.sign!r}, scale_latents={self.scale_latents!r}")
+        return (f"channels={self.channels}, delta={self.delta}, aligner={self.aligner!r}, "
+                f"alignment={self.alignment!r}, distance={self.distance!r}, sign={self.sign!r}, "
+                f"scale_latents={self.scale_latents!r}")
+
+
+def pairs_fine(latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+    """The finer latent of every pair, masked to its new positions when masks are given."""
+    if new_masks is None:
+        return list(latents[1:])
+    if len(new_masks) != len(latents):
+        raise ValueError("need one new-position mask per scale latent")
+    return [y * m.to(y.dtype) for y, m in zip(latents[1:], new_masks[1:])]
