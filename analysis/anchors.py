@@ -4,7 +4,9 @@ The bundled file ``anchors/published.json`` holds figures only, each series with
 it was taken from. Schema (a user file follows the same one): ``{"about": str,
 "<dataset>": {"<series>": {"bpp": [...], "psnr": [...], "source": str, optional
 "ms_ssim" (linear, at "bpp") or "msssim_bpp" + "ms_ssim_db"}}}``, plus an optional
-``published_bd_rate_vs_vtm22`` section of BD-rates reported in the papers.
+``published_bd_rate_vs_vtm22`` section of BD-rates reported in the papers, and an
+``evaluation_sets`` section describing each dataset (image count, sizes) so that an anchor is
+compared only with an evaluation on that set (:func:`refusal`).
 
 An anchor is named ``dataset:series`` (``kodak:VTM``), or ``FILE.json:dataset:series``.
 """
@@ -24,6 +26,7 @@ from .errors import AnalysisError
 
 PUBLISHED_PATH = Path(__file__).with_name("anchors") / "published.json"
 CLAIMS_KEY = "published_bd_rate_vs_vtm22"
+SETS_KEY = "evaluation_sets"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,33 @@ def published_claims(path: str | os.PathLike[str] | None = None) -> PublishedCla
     return PublishedClaims(str(section.get("about", "")), table, notes)
 
 
+def refusal(name: str, images: list[tuple[int, int]] | None,
+            path: str | os.PathLike[str] | None = None) -> str | None:
+    """Why anchor ``name`` cannot be compared with an evaluation on ``images`` ((width, height)
+    per image; None = no test evaluation), or None when the set matches its description."""
+    if images is None:
+        return f"anchor {name} not compared: no test-set evaluation (validation points are not {name.split(':')[-2]})"
+    parts = name.rsplit(":", 2)
+    if len(parts) == 3:
+        path, parts = parts[0], parts[1:]
+    dataset = parts[0]
+    rule = _read(path).get(SETS_KEY, {}).get(dataset)
+    if not isinstance(rule, dict):
+        return f"anchor {name} not compared: the anchor file does not describe the {dataset} set, so the evaluation set cannot be checked"
+    expected = rule.get("note") or dataset
+    count = rule.get("images")
+    if isinstance(count, int) and len(images) != count:
+        return f"anchor {name} not compared: the evaluation set has {len(images)} images, {dataset} has {count} ({expected})"
+    sizes = {tuple(sorted(size)) for size in rule.get("sizes", [])}
+    odd = [size for size in images if sizes and tuple(sorted(size)) not in sizes]
+    low, high = rule.get("long_side", (0, float("inf")))
+    odd += [size for size in images if not low <= max(size) <= high]
+    if odd:
+        return (f"anchor {name} not compared: an evaluation image is {odd[0][0]}x{odd[0][1]}, not a {dataset} size "
+                f"({expected})")
+    return None
+
+
 def _read(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     file = Path(path) if path is not None else PUBLISHED_PATH
     try:
@@ -103,7 +133,7 @@ def _read(path: str | os.PathLike[str] | None) -> dict[str, Any]:
 def _series_names(data: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (dataset, series)
-        for dataset, entries in data.items() if dataset != CLAIMS_KEY and isinstance(entries, dict)
+        for dataset, entries in data.items() if dataset not in (CLAIMS_KEY, SETS_KEY) and isinstance(entries, dict)
         for series, curve in entries.items() if isinstance(curve, dict) and {"bpp", "psnr"} <= set(curve)
     ]
 

@@ -1,4 +1,4 @@
-"""Figures for the report and the notebooks.
+"""The report's figures, each registered with :func:`analysis.figures.register_figure`.
 
 Built on ``matplotlib.figure.Figure`` without pyplot, so importing this module never
 switches the backend: the report saves through Agg, a notebook displays them inline.
@@ -7,152 +7,172 @@ switches the backend: the report saves through Agg, a notebook displays them inl
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .anchors import Anchor
+from .figures import ReportData, register_figure
+from .interval import bd_over_epochs
+from .points import mean_curve, parse_configuration
 
 MAX_CURVES = 10
 
 
-def rd_figure(points: pd.DataFrame, table: pd.DataFrame | None = None, anchor: Anchor | None = None,
-              max_curves: int = MAX_CURVES) -> Figure:
-    """Rate vs quality per configuration: zoomed on the experiment, and beside the anchor.
-
-    With more than ``max_curves`` groups, the baselines and the lowest BD-rates are drawn.
-    """
-    quality = points.attrs.get("quality", "val_psnr")
+@register_figure("rd_curves.png", "RD curves: mean over seeds and images per configuration (left), every seed (right)")
+def rd_figure(data: ReportData) -> Figure:
+    points, table = data.points, data.table
     figure = Figure(figsize=(13, 5.5), layout="constrained")
-    zoom, wide = figure.subplots(1, 2)
-    shown = _groups_to_show(points, table, max_curves)
-    bd = {} if table is None else dict(zip(table["group"], table["bd_rate_vs_baseline"]))
-    colours = colormaps["tab10"].colors
-    for index, group in enumerate(shown):
-        curve = points[points["group"] == group].sort_values("bpp")
-        first = curve.iloc[0]
-        name = first["label"] + (" [baseline]" if first["is_baseline"] else "")
-        if not math.isnan(bd.get(group, math.nan)) and not first["is_baseline"]:
-            name += f"  (BD-rate {bd[group]:+.2f} %)"
-        style = dict(color="black", linestyle="--", marker="s") if first["is_baseline"] else \
-            dict(color=colours[index % len(colours)], marker="o")
-        for axes in (zoom, wide):
-            axes.plot(curve["bpp"], curve["quality"], label=name, linewidth=1.6, markersize=5, **style)
-    if anchor is not None and quality == "val_psnr":
-        wide.plot(anchor.bpp, anchor.psnr, color="grey", marker="^", linewidth=1.2, label=f"{anchor.name} (published)")
-    hidden = points["group"].nunique() - len(shown)
-    zoom.set_title("Configurations" + (f" ({hidden} more not drawn)" if hidden else ""))
-    wide.set_title(f"Against {anchor.name}" if anchor is not None else "All points, log rate")
-    wide.set_xscale("log")
-    for axes in (zoom, wide):
-        axes.set_xlabel(f"rate ({points.attrs.get('rate', 'val_bpp')}, bits per pixel)")
-        axes.set_ylabel(_quality_label(quality))
+    mean_axes, seed_axes = figure.subplots(1, 2)
+    shown = _configurations_to_show(table, data.reference)
+    colours = _colours(shown, data.reference)
+    bd = dict(zip(table["configuration"], zip(table["bd_rate_vs_off"], table["ci_low"], table["ci_high"])))
+    for configuration in shown:
+        style = _style(configuration, data.reference, colours)
+        curve = mean_curve(points, configuration, data.quality)
+        label = configuration + (" (reference)" if configuration == data.reference else _bd_label(*bd[configuration]))
+        mean_axes.plot(curve["bpp"], curve[data.quality], label=label, linewidth=1.6, markersize=5, **style)
+        rows = points[points["configuration"] == configuration]
+        for seed, per_seed in rows.groupby("seed"):
+            seed_curve = per_seed.groupby("lmbda")[["bpp", data.quality]].mean()
+            seed_axes.plot(seed_curve["bpp"], seed_curve[data.quality], linewidth=1, markersize=3, alpha=0.7, **style)
+    if data.anchor is not None and data.quality == "psnr":
+        mean_axes.plot(data.anchor.bpp, data.anchor.psnr, color="grey", marker="^", label=f"{data.anchor.name} (published)")
+    what = "test images (real bitstreams)" if data.source == "test" else "VALIDATION set (no test evaluation yet)"
+    hidden = len(set(points["configuration"])) - len(shown)
+    mean_axes.set_title(f"Mean over seeds and {what}" + (f"; {hidden} not drawn" if hidden > 0 else ""), fontsize=9)
+    seed_axes.set_title("Each seed (mean over images)", fontsize=9)
+    for axes in (mean_axes, seed_axes):
+        axes.set_xlabel("rate (bits per pixel)")
+        axes.set_ylabel("PSNR (dB)" if data.quality == "psnr" else "MS-SSIM (dB)")
         axes.grid(True, alpha=0.3)
     if not shown:
-        zoom.text(0.5, 0.5, "no validated epoch yet", ha="center", transform=zoom.transAxes)
-    handles, labels = wide.get_legend_handles_labels()
+        mean_axes.text(0.5, 0.5, "no points", ha="center", transform=mean_axes.transAxes)
+    handles, labels = mean_axes.get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return figure
 
 
-def effects_figure(table: pd.DataFrame, points: pd.DataFrame) -> Figure:
-    """Each varying hyperparameter against BD-rate vs baseline.
+@register_figure("bd_rate_over_epochs.png",
+                 "BD-rate vs off over training epochs, from the seed-averaged per-λ validation metrics")
+def bd_over_epochs_figure(data: ReportData) -> Figure:
+    figure = Figure(figsize=(8, 4.8), layout="constrained")
+    axes = figure.subplots()
+    per_epoch = bd_over_epochs(data.experiment, data.reference, data.method, data.quality)
+    per_epoch = per_epoch[per_epoch["configuration"] != data.reference]
+    stopped = set(data.experiment.trials.loc[data.experiment.trials["status"] == "STOPPED", "configuration"])
+    configurations = sorted(set(per_epoch["configuration"]))
+    colours = _colours(configurations, data.reference)
+    for configuration in configurations:
+        rows = per_epoch[per_epoch["configuration"] == configuration].sort_values("epoch")
+        axes.plot(rows["epoch"], rows["bd_rate_vs_off"], marker="o", markersize=4, color=colours[configuration],
+                  linestyle=":" if configuration in stopped else "-",
+                  label=configuration + (" (stopped by ASHA)" if configuration in stopped else ""))
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("BD-rate vs off (%), validation")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(True, alpha=0.3)
+    if per_epoch["bd_rate_vs_off"].notna().sum() == 0:
+        reasons = sorted(set(per_epoch["status"])) or ["no configuration besides off has validation metrics"]
+        axes.text(0.5, 0.5, "BD-rate undefined at every epoch:\n" + textwrap.fill(reasons[0], 70), ha="center", va="center",
+                  transform=axes.transAxes, fontsize=8)
+    if configurations:
+        axes.legend(fontsize=8)
+    axes.set_title("Lower is better; seeds averaged per epoch (no interval)", fontsize=9)
+    return figure
 
-    When no BD-rate is defined (e.g. fewer than 4 lambdas) it shows validation loss per
-    lambda instead, and says so in the title.
-    """
-    varying = [key for key in points.attrs.get("varying", []) if key in table.columns]
-    columns = min(3, max(len(varying), 1))
-    rows = max(math.ceil(len(varying) / columns), 1)
+
+@register_figure("learning_curves.png", "Validation rd_score (mean over λ of log val_loss) per epoch, one line per trial")
+def learning_figure(data: ReportData) -> Figure:
+    figure = Figure(figsize=(8, 4.8), layout="constrained")
+    axes = figure.subplots()
+    progress = data.experiment.progress
+    trials = data.experiment.trials.set_index("trial_id")
+    configurations = sorted(set(trials["configuration"]))
+    colours = _colours(configurations, data.reference)
+    drawn = set()
+    if "rd_score" in progress:
+        for trial_id, rows in progress.groupby("trial_id", sort=False):
+            status = trials.loc[trial_id, "status"]
+            configuration = trials.loc[trial_id, "configuration"]
+            axes.plot(rows["epoch"], rows["rd_score"], color=colours[configuration], marker=".", alpha=0.8,
+                      linestyle="-" if status == "TERMINATED" else ":",
+                      label=None if configuration in drawn else configuration)
+            drawn.add(configuration)
+    if not drawn:
+        axes.text(0.5, 0.5, "no rd_score reported yet", ha="center", transform=axes.transAxes)
+    else:
+        axes.legend(fontsize=8, title="dotted: not TERMINATED", title_fontsize=8)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation rd_score (lower is better)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(True, alpha=0.3)
+    return figure
+
+
+@register_figure("hparam_effects.png", "BD-rate vs off (95 % interval) against each searched parameter")
+def effects_figure(data: ReportData) -> Figure:
+    table = data.table[~data.table["is_off"]]
+    settings = {row.configuration: parse_configuration(row.configuration) for row in table.itertuples()}
+    keys = list(dict.fromkeys(key for values in settings.values() for key in values))
+    columns = min(3, max(len(keys), 1))
+    rows = max(math.ceil(len(keys) / columns), 1)
     figure = Figure(figsize=(4.6 * columns, 3.8 * rows), layout="constrained")
-    axes_grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
-    for axes in axes_grid[len(varying):]:
+    grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axes in grid[len(keys):]:
         axes.set_axis_off()
-    if not varying:
-        axes_grid[0].text(0.5, 0.5, "no hyperparameter varies between configurations",
-                          ha="center", va="center", transform=axes_grid[0].transAxes)
+    if not keys:
+        grid[0].text(0.5, 0.5, "no configuration besides off", ha="center", va="center", transform=grid[0].transAxes)
         return figure
-    use_bd = table["bd_rate_vs_baseline"].notna().any()
-    figure.suptitle("BD-rate vs baseline (lower is better)" if use_bd else
-                    "BD-rate undefined for every configuration: validation loss per lambda instead (lower is better)")
-    for axes, key in zip(axes_grid, varying):
-        if use_bd:
-            _scatter(axes, table[key], table["bd_rate_vs_baseline"], "black", None)
-            axes.axhline(0, color="grey", linewidth=0.8)
-            axes.set_ylabel("BD-rate vs baseline (%)")
-        else:
-            lambdas = sorted(points["lmbda"].unique())
-            for lmbda, colour in zip(lambdas, _lambda_colours(lambdas)):
-                at = points[points["lmbda"] == lmbda]
-                _scatter(axes, at[key], at["val_loss"], colour, f"λ={lmbda:g}")
-            axes.set_ylabel("val_loss")
-            axes.legend(fontsize=7)
+    for axes, key in zip(grid, keys):
+        xs = [settings[c].get(key) for c in table["configuration"]]
+        numeric = all(isinstance(x, (int, float)) for x in xs)
+        categories = sorted({str(x) for x in xs})
+        positions = [float(x) if numeric else categories.index(str(x)) for x in xs]
+        value, low, high = (table[c].to_numpy(dtype=float) for c in ("bd_rate_vs_off", "ci_low", "ci_high"))
+        errors = np.vstack([value - low, high - value])
+        axes.errorbar(positions, value, yerr=np.where(np.isfinite(errors), errors, 0), fmt="o", capsize=3, color="black")
+        if not numeric:
+            axes.set_xticks(range(len(categories)), categories)
+        axes.axhline(0, color="grey", linewidth=0.8)
         axes.set_xlabel(key)
+        axes.set_ylabel("BD-rate vs off (%)")
         axes.grid(True, alpha=0.3)
+    figure.suptitle("BD-rate vs off, " + ("test set, 95 % interval" if data.source == "test" else
+                                         "VALIDATION set, no interval (no test evaluation yet)"))
     return figure
 
 
-def learning_figure(df: pd.DataFrame) -> Figure:
-    """Validation loss and PSNR per epoch, one line per trial, coloured by lambda."""
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
-    panels = figure.subplots(1, 2)
-    history = df[df["epoch"].notna()]
-    lambdas = sorted(history["lmbda"].dropna().unique()) if "lmbda" in history else []
-    colour_of = dict(zip(lambdas, _lambda_colours(lambdas)))
-    for axes, metric in zip(panels, ("val_loss", "val_psnr")):
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(metric)
-        axes.grid(True, alpha=0.3)
-        if metric not in history or history[metric].notna().sum() == 0:
-            axes.text(0.5, 0.5, f"no {metric} reported yet", ha="center", transform=axes.transAxes)
-            continue
-        for _, trial in history.groupby("trial_id", sort=False):
-            style = "-" if trial["status"].iloc[0] == "TERMINATED" else ":"
-            colour = colour_of.get(trial["lmbda"].iloc[0], "grey") if "lmbda" in trial else "grey"
-            axes.plot(trial["epoch"].astype(float), trial[metric], style, color=colour, marker=".", alpha=0.8)
-        if metric == "val_loss":
-            axes.set_yscale("log")
-    handles = [Line2D([], [], color=colour, label=f"λ={lmbda:g}") for lmbda, colour in colour_of.items()]
-    handles.append(Line2D([], [], color="grey", linestyle=":", label="not TERMINATED"))
-    figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
-    return figure
+def _configurations_to_show(table: pd.DataFrame, reference: str) -> list[str]:
+    """Off plus the lowest BD-rates, at most MAX_CURVES."""
+    others = table[table["configuration"] != reference].sort_values("bd_rate_vs_off", na_position="last")
+    present = [reference] if reference in set(table["configuration"]) else []
+    return present + others["configuration"].tolist()[:MAX_CURVES - len(present)]
 
 
-def _groups_to_show(points: pd.DataFrame, table: pd.DataFrame | None, limit: int) -> list[int]:
-    ordered = list(points["group"].unique())
-    if len(ordered) <= limit or table is None:
-        return ordered[:limit]
-    ranked = table.sort_values(["is_baseline", "bd_rate_vs_baseline"], ascending=[False, True], na_position="last")
-    return list(ranked["group"])[:limit]
+def _colours(configurations, reference: str) -> dict:
+    palette = colormaps["tab10"].colors
+    others = [c for c in configurations if c != reference]
+    colours = {c: palette[i % len(palette)] for i, c in enumerate(others)}
+    colours[reference] = "black"
+    return colours
 
 
-def _scatter(axes, xs: pd.Series, ys: pd.Series, colour, label: str | None) -> None:
-    """Numeric values on a numeric axis, anything else (or a mix) as categories."""
-    keep = xs.notna() & ys.notna()
-    xs, ys = xs[keep], ys[keep]
-    numeric = all(isinstance(x, (int, float, np.number)) and not isinstance(x, (bool, np.bool_)) for x in xs)
-    if numeric:
-        axes.scatter(xs.astype(float), ys, color=colour, label=label, s=28)
-        return
-    categories = sorted({str(x) for x in xs})
-    positions = [categories.index(str(x)) for x in xs]
-    axes.scatter(positions, ys, color=colour, label=label, s=28)
-    axes.set_xticks(range(len(categories)), categories)
-    axes.set_xlim(-0.5, len(categories) - 0.5)
+def _style(configuration: str, reference: str, colours: dict) -> dict:
+    if configuration == reference:
+        return dict(color="black", linestyle="--", marker="s")
+    return dict(color=colours[configuration], marker="o")
 
 
-def _lambda_colours(lambdas: list[float]) -> list:
-    palette = colormaps["viridis"]
-    if len(lambdas) < 2:
-        return [palette(0.4)] * len(lambdas)
-    return [palette(0.9 * index / (len(lambdas) - 1)) for index in range(len(lambdas))]
+def _bd_label(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "  (BD-rate n/a)"
+    if math.isnan(low):
+        return f"  (BD-rate {value:+.2f} %)"
+    return f"  (BD-rate {value:+.2f} % [{low:+.2f}, {high:+.2f}])"
 
-
-def _quality_label(quality: str) -> str:
-    return {"val_psnr": "PSNR (dB)", "val_ms_ssim_db": "MS-SSIM (dB)"}.get(quality, quality)

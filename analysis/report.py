@@ -1,86 +1,129 @@
-"""Write a BD-rate report for one experiment directory.
+"""Write the verdict report for one experiment directory.
 
-    python -m analysis.report EXPERIMENT_DIR [--anchor kodak:VTM] [--out DIR] [--select final|best]
+    python -m analysis.report EXPERIMENT_DIR [--anchor kodak:VTM] [--out DIR] [--method pchip] [--n-boot N]
 
-Writes bd_rate.csv, rd_curves.png, hparam_effects.png, learning_curves.png and report.md
-to OUT (default EXPERIMENT_DIR/report). Bad input: one line on stderr, exit status 2.
+Uses the held-out test points of ``python -m analysis.evaluate`` (EXPERIMENT_DIR/evaluation/
+points.csv) when they exist; otherwise it falls back to the validation points and says
+loudly that there is no verdict. Writes bd_rate.csv, every registered figure
+(:mod:`analysis.figures`) and report.md to OUT (default EXPERIMENT_DIR/report). A published
+anchor is compared only when the evaluation set is the anchor's set; otherwise one line
+says why not. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import anchors, plots, summary
-from .bd import METHODS
-from .comparison import bd_table
+import pandas as pd
+
+from . import anchors, summary
+from .bd import METHODS, bd_rate_checked
+from .cli import ArgumentParser, run
 from .errors import AnalysisError
 from .experiment import load_experiment
-from .rd import SELECTIONS, rd_points
+from .figures import ReportData, registered_figures
+from .interval import N_BOOT, bd_table
+from .points import OFF, eligible_trials, evaluation_points, mean_curve, ranking, validation_points
 
-DEFAULT_ANCHOR = "kodak:VTM"
-FIGURES = ("rd_curves.png", "hparam_effects.png", "learning_curves.png")
+NO_INTERVAL = "validation only: no verdict"
 
 
 def write_report(experiment_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 anchor: str | None = DEFAULT_ANCHOR, select: str = "final", method: str = "pchip",
-                 rate: str = "val_bpp") -> Path:
+                 anchor: str | None = None, method: str = "pchip", n_boot: int = N_BOOT) -> Path:
     """Build every report file and return the folder they are in."""
-    experiment = load_experiment(experiment_dir)
-    reference = anchors.load_anchor(anchor) if anchor else None
-    points = rd_points(experiment, select=select, rate=rate)
-    table = bd_table(points, reference, method)
-
+    data = report_data(experiment_dir, anchor, method, n_boot)
     folder = Path(out) if out is not None else Path(experiment_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "bd_rate.csv", index=False)
-    figures = (
-        plots.rd_figure(points, table, reference),
-        plots.effects_figure(table, points),
-        plots.learning_figure(experiment),
-    )
-    for name, figure in zip(FIGURES, figures):
-        figure.savefig(folder / name, dpi=110)  # a pyplot-free Figure saves through Agg
-    text = summary.render(experiment, points, table, reference, anchors.published_claims(),
-                          anchors.about(), method, FIGURES)
-    (folder / "report.md").write_text(text)
+    data.table.to_csv(folder / "bd_rate.csv", index=False)
+    specs = registered_figures()
+    for spec in specs:
+        spec.draw(data).savefig(folder / spec.filename, dpi=110)  # a pyplot-free Figure saves through Agg
+    (folder / "report.md").write_text(summary.render(data, specs))
     return folder
+
+
+def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = None, method: str = "pchip",
+                n_boot: int = N_BOOT) -> ReportData:
+    """Everything the report shows: points (test, else validation), the BD table, the anchor decision."""
+    if method not in METHODS:
+        raise AnalysisError(f"BD method must be one of {', '.join(METHODS)}, not {method!r}")
+    experiment = load_experiment(experiment_dir)
+    off = experiment.trials.loc[experiment.trials["is_off"], "configuration"]
+    reference = str(off.iloc[0]) if len(off) else OFF
+    points = evaluation_points(experiment_dir)
+    dropped = 0
+    if points is not None:
+        source = "test"
+        eligible = set(eligible_trials(experiment)["trial_id"])
+        dropped = int((~points["trial_id"].isin(eligible)).sum())
+        points = points[points["trial_id"].isin(eligible)]
+    else:
+        source, points = "validation", validation_points(experiment)
+    resample = source == "test"
+    metrics = set(experiment.trials.get("config/metric", pd.Series(dtype=object)).dropna())
+    quality = "ms_ssim_db" if metrics == {"ms-ssim"} else "psnr"
+    table = bd_table(points, reference, quality=quality, method=method, n_boot=n_boot, resample=resample)
+    table.loc[table["status"] == "no interval", "status"] = NO_INTERVAL
+    ranks = ranking(experiment).set_index("configuration")
+    table["val_rd_score"] = table["configuration"].map(ranks["rd_score"])
+    table["val_rank"] = table["configuration"].map(ranks["rank"]).astype("Int64")
+    table["source"] = source
+
+    refused, reference_curve = None, None
+    if anchor:
+        anchors.load_anchor(anchor)   # an unknown name is an error, not a refusal
+        images = None
+        if source == "test":
+            images = [(int(w), int(h)) for w, h in points.drop_duplicates("image")[["width", "height"]].to_numpy()] \
+                if {"width", "height"} <= set(points) else []
+        refused = anchors.refusal(anchor, images)
+        if refused is None:
+            reference_curve = anchors.load_anchor(anchor)
+    table["anchor"] = anchor if reference_curve is not None else None
+    table["bd_rate_vs_anchor"] = [
+        _vs_anchor(points, configuration, reference_curve, method, quality) for configuration in table["configuration"]]
+    return ReportData(experiment, points, source, table, reference, reference_curve, method,
+                      n_boot if resample else 0, anchor, refused, dropped, quality)
+
+
+def _vs_anchor(points: pd.DataFrame, configuration: str, anchor, method: str, quality: str) -> float:
+    if anchor is None:
+        return math.nan
+    curve = mean_curve(points, configuration, quality)
+    if quality == "psnr":
+        rate, distortion = anchor.bpp, anchor.psnr
+    elif anchor.ms_ssim_db is not None:
+        rate, distortion = anchor.msssim_bpp, anchor.ms_ssim_db
+    else:
+        return math.nan
+    return bd_rate_checked(rate, distortion, curve["bpp"], curve[quality], method=method).value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
-    try:
+    def body() -> Path:
         args = _parser().parse_args(argv)
-        folder = write_report(args.experiment, args.out, None if args.anchor == "none" else args.anchor,
-                              args.select, args.method, args.rate)
-    except (AnalysisError, OSError) as exc:
-        print(f"analysis.report: error: {exc}".splitlines()[0], file=sys.stderr)
-        return 2
-    print(folder / "report.md")
-    return 0
+        if args.n_boot < 100:
+            raise AnalysisError(f"--n-boot must be >= 100, got {args.n_boot}")
+        anchor = None if args.anchor in (None, "none") else args.anchor
+        return write_report(args.experiment, args.out, anchor, args.method, args.n_boot) / "report.md"
+
+    return run("analysis.report", body)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise AnalysisError(message)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", help="Ray Tune experiment directory (STORAGE/NAME)")
-    parser.add_argument("--anchor", default=DEFAULT_ANCHOR,
-                        help="published curve, dataset:series or FILE.json:dataset:series; 'none' to skip "
-                             f"(default {DEFAULT_ANCHOR}; see analysis.list_anchors())")
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="experiment directory (STORAGE/NAME of search.run)")
+    parser.add_argument("--anchor", help="published curve to compare with, dataset:series or FILE.json:dataset:series "
+                                         "(only on that dataset; see analysis.list_anchors())")
     parser.add_argument("--out", help="output folder (default EXPERIMENT/report)")
-    parser.add_argument("--select", choices=SELECTIONS, default="final",
-                        help="RD point per trial: last validated epoch or lowest val_loss (default final)")
     parser.add_argument("--method", choices=METHODS, default="pchip",
                         help="BD interpolation: pchip (default), cubic (classic VCEG-M33), akima")
-    parser.add_argument("--rate", choices=("val_bpp", "real_bpp"), default="val_bpp",
-                        help="rate metric: estimated val_bpp (default) or real_bpp from actual coding")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap replicates (default {N_BOOT})")
     return parser
 
 

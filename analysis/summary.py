@@ -1,185 +1,192 @@
-"""The report.md text: what a researcher would show a colleague about one experiment."""
+"""The report.md text: the verdict first, then how it was reached and what it leaves out."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
-from .anchors import Anchor, PublishedClaims
-from .bd import MIN_POINTS
-from .groups import format_value
+from .anchors import about, published_claims
+from .figures import FigureSpec, ReportData
+from .interval import MAX_UNDEFINED, METHOD, RNG_SEED
+from .points import eligible_trials, ranking, stopped_configurations
 
-LOW_OVERLAP = 0.5
 
-
-def render(experiment: pd.DataFrame, points: pd.DataFrame, table: pd.DataFrame, anchor: Anchor | None,
-           claims: PublishedClaims | None, about: str, method: str, figures: Sequence[str]) -> str:
+def render(data: ReportData, figures: Sequence[FigureSpec]) -> str:
     """Markdown for the whole report; every section states what is missing rather than omit it."""
     sections = [
-        _header(experiment, points, anchor, method),
-        _trials(experiment, points),
-        _best(table, points),
-        _per_group(table, anchor),
-        _per_lambda(points),
-        _published(claims, about, anchor),
-        _caveats(experiment, points, table, anchor),
-        "## Figures\n\n" + "\n".join(f"![{name}]({name})" for name in figures),
+        _header(data),
+        _verdict(data),
+        _method(data),
+        _stopped(data),
+        _not_evaluated(data),
+        _anchor(data),
+        _published(),
+        _caveats(data),
+        "## Figures\n\n" + "\n\n".join(f"![{spec.filename}]({spec.filename})\n\n{spec.caption}." for spec in figures),
     ]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def _header(experiment: pd.DataFrame, points: pd.DataFrame, anchor: Anchor | None, method: str) -> str:
-    select = points.attrs.get("select", "final")
-    rule = "last validated epoch" if select == "final" else "epoch with the lowest val_loss"
-    lines = [
-        f"# Spectral-regularizer search report: {_name(experiment)}",
-        "",
-        f"- Experiment: `{experiment.attrs.get('path', '?')}`",
-        f"- RD point per trial: {rule} (`--select {select}`); rate `{points.attrs.get('rate', 'val_bpp')}`, "
-        f"quality `{points.attrs.get('quality', 'val_psnr')}`; BD method `{method}`.",
-        "- BD-rate: negative = fewer bits for the same quality (better). BD-PSNR: positive = better.",
+def _header(data: ReportData) -> str:
+    experiment, points = data.experiment, data.points
+    lines = [f"# Regularizer verdict: {experiment.name}", ""]
+    if data.source == "validation":
+        lines += [
+            "> **NO VERDICT: there is no test-set evaluation yet.** Everything below uses the VALIDATION points, the",
+            "> set the search chose configurations on, so the numbers are optimistic for the chosen configurations",
+            "> and carry no interval. Run `python -m analysis.evaluate "
+            f"{experiment.path}` and then this report again.", "",
+        ]
+    images = points.drop_duplicates("image")
+    shown = ", ".join(f"{r.image} ({int(r.width)}×{int(r.height)})" for r in images.itertuples()
+                      if hasattr(r, "width")) if data.source == "test" else "validation mean"
+    lines += [
+        f"- Experiment: `{experiment.path}` ({len(experiment.trials)} trials, status from {experiment.status_source}).",
+        f"- Points: {'held-out TEST set, real bitstreams' if data.source == 'test' else 'VALIDATION set'}; "
+        f"{len(images)} image(s): {shown}.",
+        f"- λ: {', '.join(f'{x:g}' for x in sorted(points['lmbda'].unique())) or 'none'}; reference: "
+        f"`{data.reference}` (regularizers off); BD method `{data.method}`; distortion "
+        f"{'PSNR' if data.quality == 'psnr' else 'MS-SSIM (dB), the models were trained for MS-SSIM'}.",
+        "- BD-rate: negative = fewer bits than off at the same quality (better). BD-PSNR (BD of the distortion "
+        "axis, dB): positive = better.",
     ]
-    if anchor is not None:
-        lines.append(f"- Published anchor: `{anchor.name}` (source: {anchor.source}).")
     return "\n".join(lines)
 
 
-def _trials(experiment: pd.DataFrame, points: pd.DataFrame) -> str:
-    trials = experiment.drop_duplicates("trial_id")
-    counts = trials["status"].value_counts()
-    lines = ["## Trials", "", _table(["status", "trials"], [[s, int(n)] for s, n in counts.items()])]
-    lambdas = sorted(points["lmbda"].unique())
-    lines += ["", f"{len(trials)} trials; {points['group'].nunique()} configurations with validated points; "
-              f"{len(lambdas)} λ values: {', '.join(f'{x:g}' for x in lambdas) or 'none'}."]
+def _verdict(data: ReportData) -> str:
+    table = data.table
+    rows = []
+    for row in table.itertuples():
+        rows.append([f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), row.n_seeds,
+                     _interval(row.bd_rate_vs_off, row.ci_low, row.ci_high, "{:+.2f} %"),
+                     _interval(row.bd_psnr_vs_off, row.bd_psnr_ci_low, row.bd_psnr_ci_high, "{:+.3f} dB"),
+                     row.status, "" if pd.isna(row.val_rank) else int(row.val_rank)])
+    headers = ["configuration", "seeds", "BD-rate vs off [95 % CI]", "BD-PSNR vs off [95 % CI]", "status",
+               "validation rank"]
+    title = "## Verdict: BD-rate vs off" if data.source == "test" else "## BD-rate vs off on VALIDATION (no verdict)"
+    lines = [title, "", _answer(data), "", _table(headers, rows) if rows else "No configuration has points."]
+    return "\n".join(lines)
+
+
+def _answer(data: ReportData) -> str:
+    others = data.table[~data.table["is_off"]]
+    if data.source != "test":
+        return "No verdict without a held-out test evaluation (see above)."
+    if others.empty:
+        return "Only off was evaluated: nothing to compare."
+    better = others[others["status"] == "better"].sort_values("ci_high")
+    undefined = others[others["status"].str.startswith("undefined")]
+    parts = []
+    if len(better):
+        best = better.iloc[0]
+        parts.append(f"**`{best['configuration']}` beats off**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
+                     f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] over {best['n_seeds']} seed(s) and "
+                     f"{best['n_images']} test images.")
+    else:
+        parts.append("**No configuration is significantly better than off** on this test set.")
+    worse = others[others["status"] == "worse"]
+    if len(worse):
+        parts.append(f"{len(worse)} configuration(s) are significantly worse.")
+    if len(undefined):
+        parts.append(f"{len(undefined)} configuration(s) have no defined BD-rate (see status).")
+    return " ".join(parts)
+
+
+def _method(data: ReportData) -> str:
+    if data.source != "test":
+        return ("## How BD-rates are computed\n\nPoint estimates only: per λ, the validation bpp and PSNR "
+                "averaged over seeds, BD-rate vs off's curve. No interval (one validation mean per model).")
+    return ("## How the interval is computed\n\n" + METHOD.format(method=data.method, n_boot=data.n_boot, seed=RNG_SEED)
+            + f" A configuration whose BD-rate is undefined in more than {MAX_UNDEFINED:.0%} of replicates "
+            "(a resampled curve not monotone) is \"undefined\". `ci_low`/`ci_high` in bd_rate.csv are this interval; "
+            "`boot_defined` is the share of replicates with a defined BD-rate.")
+
+
+def _stopped(data: ReportData) -> str:
+    stopped = stopped_configurations(data.experiment)
+    lines = ["## Stopped by ASHA (never in the BD table)", ""]
+    if stopped.empty:
+        return "\n".join(lines + ["None."])
+    rows = [[f"`{r.configuration}`", r.seeds, int(r.stopped_epoch) if not math.isnan(r.stopped_epoch) else "?",
+             _number(r.rd_score, "{:.4f}")] for r in stopped.itertuples()]
+    return "\n".join(lines + [_table(["configuration", "seeds", "stopped at epoch", "rd_score when stopped"], rows)])
+
+
+def _not_evaluated(data: ReportData) -> str:
+    lines = ["## Not in the table", ""]
+    ranked = ranking(data.experiment)
+    missing = ranked[~ranked["configuration"].isin(data.table["configuration"])]
+    if len(missing):
+        lines.append(f"Not evaluated on the test set (below the top K by validation rd_score): "
+                     + ", ".join(f"`{c}` (rank {r})" for c, r in zip(missing["configuration"], missing["rank"])) + ".")
+    trials = data.experiment.trials
     failed = trials[trials["status"] == "ERROR"]
-    if len(failed):
-        lines += ["", "Failed trials:"]
-        lines += [f"- `{row.trial_id}`: {row.error or 'no message'}" for row in failed.head(10).itertuples()]
-        if len(failed) > 10:
-            lines.append(f"- … and {len(failed) - 10} more (see results.csv / error.txt)")
-    return "\n".join(lines)
+    for row in failed.head(10).itertuples():
+        lines.append(f"- errored trial `{row.trial_id}` (`{row.configuration}`, seed {row.seed}): {row.error or 'no message'}")
+    if len(failed) > 10:
+        lines.append(f"- … and {len(failed) - 10} more errored trials (see results.csv)")
+    running = trials[~trials["status"].isin(["TERMINATED", "STOPPED", "ERROR"])]
+    if len(running):
+        lines.append(f"- {len(running)} trial(s) not finished ({', '.join(sorted(set(running['status'])))}): left out.")
+    return "\n".join(lines) if len(lines) > 2 else "\n".join(lines + ["Nothing left out."])
 
 
-def _best(table: pd.DataFrame, points: pd.DataFrame) -> str:
-    lines = ["## Best configuration", ""]
-    if points.empty:
-        return "\n".join(lines + ["No trial has reported a validated epoch yet: nothing to rank."])
-    tested = table[~table["is_baseline"]]
-    ranked = tested[tested["bd_rate_vs_baseline"].notna()].sort_values("bd_rate_vs_baseline")
-    if ranked.empty:
-        if tested.empty:
-            why = "every configuration has both regularizers off, so there is nothing to compare with a baseline"
-        else:
-            why = "; ".join(sorted(set(tested["bd_rate_vs_baseline_reason"].dropna())))
-        return "\n".join(lines + [
-            f"**No best configuration by BD-rate**: BD-rate vs baseline is undefined for every configuration: "
-            f"{why}. The table *Best configuration per λ* below ranks configurations by validation loss at "
-            f"each λ instead; treat it as a hint, not a verdict.",
-        ])
-    best = ranked.iloc[0]
-    baseline = table.loc[table["group"] == best["baseline_group"], "label"].iloc[0]
-    lines.append(
-        f"**{best['label']}**: BD-rate {best['bd_rate_vs_baseline']:+.2f} % and BD-PSNR "
-        f"{best['bd_psnr_vs_baseline']:+.3f} dB vs its baseline ({baseline}), over {best['n_lambdas']} λ "
-        f"({best['lambdas']})."
-    )
-    if best["bd_rate_vs_baseline"] >= 0:
-        lines += ["", "No configuration beats its baseline: even the lowest BD-rate is not negative."]
-    settings = [f"`{key}={format_value(best[key])}`" for key in points.attrs.get("hparams", [])
-                if key in best and best[key] is not None and not _isnan(best[key])]
-    lines += ["", "Full settings: " + ", ".join(settings)]
-    return "\n".join(lines)
+def _anchor(data: ReportData) -> str:
+    anchor, refused = data.anchor_name, data.anchor_refusal
+    if not anchor:
+        return "## Published anchor\n\nNone requested (`--anchor dataset:series`; compared only on that dataset)."
+    if refused:
+        return f"## Published anchor\n\n{refused}."
+    rows = [[f"`{r.configuration}`", _number(r.bd_rate_vs_anchor, "{:+.2f} %")] for r in data.table.itertuples()]
+    return "\n".join(["## Published anchor", "", f"BD-rate vs `{anchor}` ({data.anchor.source}), mean curve over "
+                      "seeds and images, point estimate:", "", _table(["configuration", f"BD-rate vs {anchor}"], rows)])
 
 
-def _per_group(table: pd.DataFrame, anchor: Anchor | None) -> str:
-    target = anchor.name if anchor else "anchor"
-    ranked = table.sort_values(["is_baseline", "bd_rate_vs_baseline"], ascending=[False, True], na_position="last")
-    rows = []
-    for row in ranked.itertuples():
-        reasons = dict.fromkeys(r for r in (row.bd_rate_vs_baseline_reason, row.bd_rate_vs_anchor_reason)
-                                if isinstance(r, str))
-        rows.append([
-            row.label + (" **[baseline]**" if row.is_baseline else ""), row.n_lambdas,
-            _number(row.bd_rate_vs_baseline, "{:+.2f} %"), _number(row.bd_psnr_vs_baseline, "{:+.3f} dB"),
-            _number(row.bd_rate_vs_anchor, "{:+.2f} %"), "; ".join(reasons),
-        ])
-    headers = ["configuration", "λ points", "BD-rate vs baseline", "BD-PSNR vs baseline", f"BD-rate vs {target}",
-               "why n/a"]
-    return "## BD-rate per configuration\n\n" + (_table(headers, rows) if rows else "No configuration yet.")
-
-
-def _per_lambda(points: pd.DataFrame) -> str:
-    lines = ["## Best configuration per λ (lowest validation loss)", ""]
-    scored = points[points["val_loss"].notna()]
-    if scored.empty:
-        return "\n".join(lines + ["No validation loss reported yet."])
-    rows = []
-    for lmbda, at in scored.groupby("lmbda"):
-        best = at.loc[at["val_loss"].idxmin()]
-        rows.append([f"{lmbda:g}", best["label"] + (" [baseline]" if best["is_baseline"] else ""), len(at),
-                     f"{best['val_loss']:.4g}", f"{best['bpp']:.4f}", _number(best["psnr"], "{:.2f}"),
-                     int(best["epoch"]), best["status"], f"`{best['trial_id']}`"])
-    headers = ["λ", "best configuration", "of", "val_loss", "bpp", "PSNR (dB)", "epoch", "status", "trial"]
-    return "\n".join(lines + [_table(headers, rows)])
-
-
-def _published(claims: PublishedClaims | None, about: str, anchor: Anchor | None) -> str:
-    lines = ["## Published figures (context)", "", about]
+def _published() -> str:
+    claims = published_claims()
+    lines = ["## Published figures (context)", "", about()]
     if claims is not None:
         lines += ["", claims.about, ""]
         headers = ["model", *[f"{column} (%)" for column in claims.table.columns]]
         lines.append(_table(headers, [[name, *[f"{v:+.2f}" for v in row]] for name, row in claims.table.iterrows()]))
         lines += [""] + [f"- {note}" for note in claims.notes]
-    if anchor is not None:
-        span = (f"{len(anchor.bpp)} points, {anchor.bpp.min():.3g}–{anchor.bpp.max():.3g} bpp, "
-                f"{anchor.psnr.min():.1f}–{anchor.psnr.max():.1f} dB")
-        lines += ["", f"Anchor `{anchor.name}` ({span}): {anchor.source}."]
     return "\n".join(lines)
 
 
-def _caveats(experiment: pd.DataFrame, points: pd.DataFrame, table: pd.DataFrame, anchor: Anchor | None) -> str:
+def _caveats(data: ReportData) -> str:
+    dropped = data.dropped
     notes = []
-    if experiment.attrs.get("status_source") != "results.csv":
-        notes.append("No results.csv (the search is still running or was interrupted): statuses are inferred "
-                     "from error.txt and Ray's done flag.")
-    if not points.empty and not points["is_baseline"].any():
-        notes.append("No baseline configuration (both regularizers off) has validated points, so BD-rate vs "
-                     "baseline is undefined; add regularizers-off trials at the same λ values.")
-    if not points.empty and table["n_lambdas"].max() < MIN_POINTS:
-        notes.append(f"At most {table['n_lambdas'].max()} λ values per configuration: BD-rate needs at least "
-                     f"{MIN_POINTS} RD points per curve, so every BD number is n/a (a smoke run?). Compare per λ.")
-    partial = points[points["status"] != "TERMINATED"]
-    if len(partial):
-        notes.append(f"{len(partial)} of {len(points)} RD points come from trials that are not TERMINATED "
-                     f"({', '.join(sorted(set(partial['status'])))}): their curves mix partly trained models.")
-    repeated = points[points["n_trials"] > 1]
-    if len(repeated):
-        notes.append(f"{len(repeated)} (configuration, λ) pairs have several trials; the lowest val_loss is used.")
-    silent = experiment.groupby("trial_id")["epoch"].count()
-    if (silent == 0).any():
-        notes.append(f"Trials with no reported epoch yet (not plotted): {int((silent == 0).sum())}.")
-    for name in ("baseline", "anchor"):
-        overlap = table[f"overlap_vs_{name}"]
-        low = table[(overlap > 0) & (overlap < LOW_OVERLAP)]
-        if len(low):
-            notes.append(f"{len(low)} BD-rates vs {name} rest on less than {LOW_OVERLAP:.0%} shared quality range.")
-    if anchor is not None:
-        notes.append(f"`{anchor.name}` was measured on the full {anchor.name.split(':')[0]} set with fully trained "
-                     "codecs; unless this experiment validates on that set after full training, BD-rate vs the "
-                     "anchor shows direction only.")
-        if points.attrs.get("rate") == "val_bpp":
-            notes.append("val_bpp is the entropy model's estimate while published rates are real file sizes; "
-                         "`--rate real_bpp` compares like with like where the final epoch measured it.")
-    notes.append("Published BD-rates are vs VTM-22.0 on full test sets; they frame, not validate, these numbers.")
+    table, experiment = data.table, data.experiment
+    if data.experiment.status_source != "results.csv":
+        notes.append("No results.csv (the search is still running or was interrupted): statuses are inferred.")
+    if data.source == "test" and (table["n_seeds"] == 1).any():
+        notes.append("With 1 seed the interval covers test-image sampling only, not training noise: run the search "
+                     "with `--seeds 3` or more before trusting a \"better\".")
+    elif data.source == "test" and (table["n_seeds"] < 5).any():
+        notes.append(f"With {int(table['n_seeds'].min())} seeds the seed level of the bootstrap has few distinct "
+                     "resamples; the interval's seed part is rough.")
+    if data.source == "test" and len(data.points) and data.points["image"].nunique() < 10:
+        notes.append(f"{data.points['image'].nunique()} test images: a small set (the built-in split is a sanity "
+                     "check); pass `--dataset` to analysis.evaluate for a real verdict.")
+    if dropped:
+        notes.append(f"{dropped} evaluated points belong to trials no longer eligible (results.csv changed since "
+                     "the evaluation) and were left out.")
+    eligible = eligible_trials(experiment)
+    partial = eligible.groupby("configuration")["seed"].nunique()
+    if len(partial) and partial.nunique() > 1:
+        notes.append("Configurations have different numbers of seeds (errored trials dropped): "
+                     + ", ".join(f"`{c}` {n}" for c, n in partial.items()) + ".")
+    notes.append("Configurations were chosen on the validation set; only test-set numbers are a verdict.")
     return "## Caveats\n\n" + "\n".join(f"- {note}" for note in notes)
 
 
-def _name(experiment: pd.DataFrame) -> str:
-    path = experiment.attrs.get("path", "")
-    return Path(path).name or path
+def _interval(value: float, low: float, high: float, template: str) -> str:
+    if _isnan(value):
+        return "n/a"
+    text = template.format(value)
+    return text if _isnan(low) else f"{text} [{template.format(low)}, {template.format(high)}]"
 
 
 def _number(value: float, template: str) -> str:
@@ -187,7 +194,7 @@ def _number(value: float, template: str) -> str:
 
 
 def _isnan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

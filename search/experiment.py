@@ -1,126 +1,147 @@
-"""Run (or resume) one experiment: a λ bracket after another, then results.csv."""
+"""Run (or resume) one experiment: one Tuner at STORAGE/NAME, then experiment.json and results.csv.
+
+A trial is one configuration × seed trained at every λ (``trainable.tune``); the searcher
+hands out configurations (``searchers``), the scheduler is FIFO or configuration-level
+ASHA on ``rd_score`` whose grace covers the longest Phase 1 (``plan.grace``).
+"""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import pandas as pd
-
-# One checkpoint is kept per trial, which makes Tune snapshot the experiment at every
-# epoch; cheap for local storage, so silence the warning about it.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-import ray  # noqa: E402
+import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
-from spaces import DERIVED, SearchSpace
+from trainable.errors import InputError
 from trainable.tune import tune_trainable
 
-from .results import best_per_lambda, trial_rows
+from .plan import Plan, is_uri
+from .points import OffComparison
+from .results import ranking, trial_rows
 from .schedulers import PersistentASHA
-from .run import base_config, derive
-from .searchers import build_searcher, to_tune
+from .searchers import EnumeratedSearch, FidelityAwareOptunaSearch
+from .storage import read_bytes, write_bytes
+
+EXPERIMENT_FILE, RESULTS_FILE = "experiment.json", "results.csv"
 
 
-def _init_ray(args) -> None:
+def start_ray(plan: Plan) -> None:
+    """Connect to ``--address`` or start a local Ray (dashboard on 127.0.0.1, token auth on)."""
+    config = plan.config
+    # One checkpoint is kept per trial, so Tune snapshots the experiment every epoch; cheap on
+    # local storage: silence the warning about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    env = {}
+    if config.wandb:   # Ray's W&B key check (driver) and its logging actors (workers) both read it
+        os.environ["WANDB_MODE"] = wandb_mode(plan)
+        env["WANDB_MODE"] = os.environ["WANDB_MODE"]
     if ray.is_initialized():
         return
-    if args.address:
-        ray.init(address=args.address)
-        print(f"connected to Ray cluster at {args.address}")
+    runtime_env = {"env_vars": env} if env else None
+    if config.address:
+        ray.init(address=config.address, runtime_env=runtime_env, log_to_driver=False)
+        print(f"connected to Ray cluster at {config.address}")
         return
-    context = ray.init(include_dashboard=True, dashboard_host=args.dashboard_host,
-                       num_cpus=os.cpu_count(), configure_logging=True, log_to_driver=False)
+    context = ray.init(address="local", include_dashboard=True, dashboard_host=config.dashboard_host,
+                       num_cpus=os.cpu_count(), configure_logging=True, log_to_driver=False,
+                       runtime_env=runtime_env)
     url = getattr(context, "dashboard_url", None)
     if url:
-        print(f"Ray dashboard: http://{url}  (bound to {args.dashboard_host}; token authentication on)")
+        print(f"Ray dashboard: http://{url}  (bound to {config.dashboard_host}; token: `ray get-auth-token`)")
 
 
-def _wandb_mode(args) -> str:
-    """Offline unless asked; set in the environment before Ray starts so that Ray's key
-    check (driver) and the logging actors (workers) both see it."""
-    mode = args.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
-    os.environ["WANDB_MODE"] = mode
-    return mode
+def wandb_mode(plan: Plan) -> str:
+    """Offline unless asked."""
+    return plan.config.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
 
 
-def _callbacks(args) -> list:
-    if not args.wandb:
+def _callbacks(plan: Plan) -> list:
+    if not plan.config.wandb:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    return [WandbLoggerCallback(project=args.wandb_project, upload_timeout=30, log_config=True,
-                                mode=_wandb_mode(args), excludes=["train_dataset", "test_dataset"])]
+    return [WandbLoggerCallback(project=plan.config.wandb_project, upload_timeout=30, log_config=True,
+                                mode=wandb_mode(plan), excludes=["train_dataset", "test_dataset"])]
 
 
-def _grace(args, param_space: dict) -> int:
-    """ASHA's grace period covers the longest Phase 1 of any configuration (+1 epoch)."""
-    candidates = [param_space.get("truncation_epochs", 0)]
-    domain = param_space.get("truncation_epochs")
-    if isinstance(domain, dict) and "grid_search" in domain:
-        candidates = domain["grid_search"]
-    elif hasattr(domain, "categories"):
-        candidates = domain.categories
-    longest = max([c for c in candidates if isinstance(c, int)] or [0])
-    if not param_space.get("spectral_reg"):
-        longest = 0
-    return min(args.max_epochs, max(args.grace_epochs, longest + 1 if longest else 0))
+def build_searcher(plan: Plan):
+    if plan.searcher == "grid":
+        return EnumeratedSearch(plan)
+    return FidelityAwareOptunaSearch(plan, sampler="tpe" if plan.searcher == "optuna" else "random")
 
 
-def run_bracket(args, space: SearchSpace, lmbda: float, root: Path):
-    """One λ: its own Tuner, ASHA and searcher. Resumes if the bracket exists."""
-    mapping = derive(args.max_epochs)
-    grid = args.searcher == "grid"
-    param_space = {**base_config(args, space, lmbda), **to_tune(space, grid, mapping)}
-    trainable = tune.with_resources(tune_trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
-    path = root / f"lambda={lmbda}"
-    if args.resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-        print(f"λ={lmbda}: resuming {path}")
+def _asha_state(plan: Plan) -> Path:
+    """PersistentASHA's rung records: driver state, next to the experiment when storage is local."""
+    if is_uri(plan.root):
+        return Path.home() / ".cache" / "hpcm-tune" / "asha" / f"{plan.name}.pkl"
+    return Path(plan.root) / "asha.pkl"
+
+
+def trial_dirname(trial) -> str:
+    """Short trial directories (Tune's default spells out every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def build_tuner(plan: Plan) -> tune.Tuner:
+    config = plan.config
+    resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial, **config.trial_resources}
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, annotate=OffComparison(plan.root)),
+                                    resources)
+    if config.resume and tune.Tuner.can_restore(plan.root):
+        print(f"resuming {plan.root}")
+        return tune.Tuner.restore(plan.root, trainable=trainable, resume_errored=True)
+    if plan.scheduler == "asha":
+        state = _asha_state(plan)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        scheduler = PersistentASHA(state, time_attr="epoch", max_t=config.max_epochs, grace_period=plan.grace,
+                                   reduction_factor=config.reduction_factor)
     else:
-        off = {mapping(k)[0]: mapping(k)[1](v) for k, v in space.off.items() if k in space.searched} or None
-        grace = _grace(args, param_space)
-        scheduler = (PersistentASHA(path.with_name(f"{path.name}.asha.pkl"), time_attr="epoch", max_t=args.max_epochs,
-                                    grace_period=grace, reduction_factor=args.reduction_factor)
-                     if args.scheduler == "asha" else FIFOScheduler())
-        tuner = tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(metric=args.metric, mode="min", scheduler=scheduler,
-                                        search_alg=build_searcher(args.searcher, args.seed, args.metric,
-                                                                  args.max_epochs, args.max_concurrent, off),
-                                        num_samples=args.num_samples, reuse_actors=False),
-            run_config=tune.RunConfig(
-                name=path.name, storage_path=str(root), callbacks=_callbacks(args), verbose=1,
-                failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        print(f"λ={lmbda}: {args.scheduler} (grace {grace} epochs, max {args.max_epochs}), {args.searcher} search")
-    return tuner.fit()
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        trainable, param_space={},
+        tune_config=tune.TuneConfig(metric="rd_score", mode="min", scheduler=scheduler,
+                                    search_alg=build_searcher(plan), num_samples=-1,
+                                    max_concurrent_trials=config.max_concurrent, reuse_actors=False,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=plan.storage, callbacks=_callbacks(plan), verbose=1,
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
 
-def run_experiment(args, space: SearchSpace, lambdas: tuple[float, ...]) -> int:
-    root = Path(args.storage_path).expanduser().resolve() / (args.name or space.name)
-    root.mkdir(parents=True, exist_ok=True)
-    if args.wandb:
-        _wandb_mode(args)
-    _init_ray(args)
+def describe(plan: Plan) -> str:
+    what = (f"{len(plan.configurations)} configurations (grid)" if plan.configurations is not None
+            else f"{plan.config.num_samples} configurations ({plan.searcher})")
+    sched = f"ASHA on rd_score, grace {plan.grace}" if plan.scheduler == "asha" else "FIFO"
+    return (f"{plan.name}: {what} x {plan.config.seeds} seed(s), each trial = {len(plan.lambdas)} λ models "
+            f"({', '.join(f'{v:g}' for v in plan.lambdas)}); {sched}; max {plan.config.max_epochs} epochs")
+
+
+def run_experiment(plan: Plan) -> int:
+    """Run or resume; 0 when no trial errored, else 1. The last line says how many errored."""
+    if not plan.config.resume and read_bytes(plan.root, EXPERIMENT_FILE) is not None:
+        raise InputError(f"experiment {plan.root} exists; pass --resume to finish it or --name for a new one")
+    write_bytes(plan.root, EXPERIMENT_FILE, json.dumps(plan.record(), indent=2).encode())
+    print(describe(plan))
+    start_ray(plan)
     start = time.perf_counter()
-    rows = []
-    for lmbda in lambdas:
-        rows += trial_rows(run_bracket(args, space, lmbda, root), lmbda)
-    table = pd.DataFrame(rows)
-    table.to_csv(root / "results.csv", index=False)
-    stopped = int(((table["status"] == "TERMINATED") & (table["epochs_run"] < args.max_epochs)).sum())
+    grid = build_tuner(plan).fit()
+    table = pd.DataFrame(trial_rows(grid, plan.config.max_epochs))
+    write_bytes(plan.root, RESULTS_FILE, table.to_csv(index=False).encode())
+    counts = table["status"].value_counts() if not table.empty else {}
     print(f"\n{len(table)} trials in {time.perf_counter() - start:.0f} s: "
-          f"{(table['status'] == 'ERROR').sum()} errored, {stopped} stopped early by {args.scheduler}")
-    best = best_per_lambda(table, [DERIVED.get(k, k) for k in space.searched])
+          f"{counts.get('TERMINATED', 0)} finished, {counts.get('STOPPED', 0)} stopped early by ASHA")
+    best = ranking(table) if not table.empty else table
     if not best.empty:
-        print("\nbest configuration per λ (by validation loss at its best epoch):")
+        print("\nconfigurations by mean validation rd_score (lower is better; STOPPED and ERROR excluded):")
         print(best.to_string(index=False))
-    print(f"\nresults: {root / 'results.csv'}")
-    print(f"report:  python -m analysis.report {root}")
-    return 0
-
-
-
+    print(f"\nresults: {plan.root}/{RESULTS_FILE}")
+    print(f"next:    python -m analysis.evaluate {plan.root} && python -m analysis.report {plan.root}")
+    errored = int(counts.get("ERROR", 0))
+    where = f"; messages: column 'error' of {plan.root}/{RESULTS_FILE} and error.txt in each trial dir" if errored else ""
+    print(f"{errored} of {len(table)} trials errored{where}")
+    return 1 if errored else 0

@@ -1,20 +1,25 @@
-"""Budgets for ``search.run --preset``: everything a preset sets can be overridden by a flag."""
+"""Budgets for ``search.run --preset``: every value a preset sets can be overridden by a flag.
+
+A trial trains one configuration at every λ (K models in lockstep), so ``num_samples``
+counts configurations (Optuna spaces; enumerated spaces train their whole grid), and a
+trial's cost is K runs of ``max_epochs``.
+"""
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
-    # The `make demo` path: 2 CPU cores, ~10 minutes, 4 λs so BD-rates are defined.
-    "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 8, "grace_epochs": 2, "num_samples": 1, "searcher": "grid",
-                  "batch_size": 8, "patch_size": 128, "steps_per_epoch": 32, "learning_rate": 3e-3,
+    # The `make demo` path: 2 CPU cores, minutes; 4 λs so BD-rates are defined.
+    "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 6, "grace_epochs": 2, "num_samples": 4, "seeds": 1,
+                  "batch_size": 8, "patch_size": 128, "steps_per_epoch": 16, "learning_rate": 3e-3,
                   "lambdas": (0.0035, 0.0067, 0.013, 0.025), "cpus_per_trial": 1, "gpus_per_trial": 0,
                   "max_concurrent": 2},
-    # A few GPU-hours: HPCM_Base, short epochs, fractional GPUs.
-    "gpu-short": {"model": "HPCM_Base", "max_epochs": 50, "grace_epochs": 10, "num_samples": 8, "searcher": "optuna",
+    # A few GPU-hours: HPCM_Base, short epochs; one GPU shared by a trial's λ models.
+    "gpu-short": {"model": "HPCM_Base", "max_epochs": 50, "grace_epochs": 10, "num_samples": 8, "seeds": 1,
                   "batch_size": 8, "patch_size": 256, "steps_per_epoch": 500, "learning_rate": 1e-4,
-                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 0.5, "max_concurrent": 4},
-    # The paper's budget: 3000 epochs per trial.
-    "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "searcher": "optuna",
+                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 1, "max_concurrent": 4},
+    # The paper's budget: 3000 epochs, λ models spread over 2 GPUs per trial, 3 seeds.
+    "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "seeds": 3,
               "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
-              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 1, "max_concurrent": 8},
+              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2, "max_concurrent": 8},
 }
 
 

@@ -1,4 +1,4 @@
-"""Experiment summary: ``results.csv`` (one row per trial) and the best configuration per λ."""
+"""Experiment summary: ``results.csv`` (one row per configuration × seed) and a ranking."""
 from __future__ import annotations
 
 import math
@@ -6,36 +6,35 @@ from pathlib import Path
 
 import pandas as pd
 
-SUMMARY_METRICS = ("val_loss", "val_bpp", "val_psnr", "val_ms_ssim_db", "real_bpp", "train_loss", "inter_scale_reg")
+STATUSES = ("TERMINATED", "STOPPED", "ERROR")   # STOPPED: by ASHA, before max_epochs
 
 
-def trial_rows(result_grid, lmbda: float) -> list[dict]:
+def trial_rows(result_grid, max_epochs: int) -> list[dict]:
     rows = []
     for r in result_grid:
+        config = r.config or {}
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         last = r.metrics or {}
-        row = {"trial_id": last.get("trial_id") or Path(r.path).name, "lmbda": lmbda,
-               "status": "ERROR" if r.error else "TERMINATED",
+        epochs_run = int(history["epoch"].max()) if "epoch" in history and history["epoch"].notna().any() else 0
+        status = "ERROR" if r.error else "STOPPED" if epochs_run < max_epochs else "TERMINATED"
+        row = {"trial_id": last.get("trial_id") or Path(r.path).name, "trial_dir": r.path,
+               "configuration": config.get("configuration"), "is_off": bool(config.get("is_off")),
+               "seed": config.get("seed"), "status": status, "epochs_run": epochs_run,
+               "stopped_epoch": epochs_run if status == "STOPPED" else math.nan,
+               "rd_score": last.get("rd_score", math.nan), "bd_rate_vs_off": last.get("bd_rate_vs_off", math.nan),
                "error": str(r.error).strip().splitlines()[-1][:300] if r.error else "",
-               "epochs_run": int(history["epoch"].max()) if "epoch" in history else 0,
-               "trial_dir": r.path}
-        row.update({f"config/{k}": v for k, v in (r.config or {}).items()})
-        for key in SUMMARY_METRICS:
-            row[f"final_{key}"] = last.get(key, math.nan)
-        if "val_loss" in history and history["val_loss"].notna().any():
-            best = history.loc[history["val_loss"].idxmin()]
-            row["best_epoch"] = int(best["epoch"])
-            for key in SUMMARY_METRICS:
-                row[f"best_{key}"] = best.get(key, math.nan)
+               "node_id": last.get("node_id")}
+        row.update({k: v for k, v in last.items() if k.startswith("lambda=")})
+        row.update({f"config/{k}": v for k, v in config.items() if k not in ("configuration", "is_off")})
         rows.append(row)
     return rows
 
 
-def best_per_lambda(table: pd.DataFrame, searched: list[str]) -> pd.DataFrame:
-    ok = table[table["status"] != "ERROR"].dropna(subset=["best_val_loss"])
-    if ok.empty:
-        return ok
-    best = ok.loc[ok.groupby("lmbda")["best_val_loss"].idxmin()]
-    cols = ["lmbda", *[f"config/{k}" for k in searched if f"config/{k}" in best], "best_epoch", "epochs_run",
-            "best_val_loss", "best_val_bpp", "best_val_psnr"]
-    return best[cols].rename(columns=lambda c: c.replace("config/", "")).reset_index(drop=True)
+def ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """Finished configurations by mean rd_score over seeds (lower is better), off marked."""
+    done = table[table["status"] == "TERMINATED"]
+    if done.empty:
+        return done
+    out = done.groupby("configuration").agg(is_off=("is_off", "first"), seeds=("seed", "nunique"),
+                                            rd_score=("rd_score", "mean"), bd_rate_vs_off=("bd_rate_vs_off", "mean"))
+    return out.sort_values("rd_score").reset_index()

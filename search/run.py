@@ -1,25 +1,23 @@
-"""``python -m search.run --space phase2_delta``: Ray Tune search over HPCM training runs.
+"""``python -m search.run --space phase2_delta``: Ray Tune search over HPCM configurations.
 
-λ-aware by construction: every λ of the space is its own *bracket* (its own Tuner,
-ASHA scheduler and searcher, in STORAGE/NAME/lambda=<λ>/), so a trial is only ever
-compared with trials at the same λ, and Optuna's TPE never mixes loss scales.
-Phase-1 aware: ASHA's grace period is at least the longest truncation + 1 epochs,
-so no configuration is judged on low-passed inputs (validation is never truncated).
+A trial trains one configuration at every λ of the space (its RD curve) for one seed; the
+regularizers-off configuration is always part of the experiment, with the same seeds.
+Choice-only spaces are enumerated (inert combinations removed), others are searched with
+Optuna TPE at configuration level. Everything is checked before Ray starts.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from spaces import DERIVED, get_space, list_spaces
+from spaces import list_spaces
 from trainable.cli import OneLineParser, run_cli
-from trainable.config import TrainConfig
-from trainable.data import ImageFolder, resolve_dataset
 from trainable.errors import InputError
-from trainable.models import MODEL_NAMES
 
-from .presets import PRESETS, default_preset
-from .searchers import SEARCHERS
+from .config import SCHEDULERS, SEARCHERS, SearchConfig
+from .plan import make_plan
+from .presets import PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,75 +27,45 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", help="a named space (see --list-spaces) or a .yaml/.json file")
     a("--list-spaces", action="store_true", help="print the named spaces and exit")
     a("--preset", choices=sorted(PRESETS), help="budget preset (default: cpu-smoke without GPU, else gpu-short)")
-    a("--scheduler", choices=["asha", "fifo"], default="asha")
-    a("--searcher", choices=SEARCHERS, help="default: the preset's")
-    a("--num-samples", type=int, help="trials per λ (per grid point with --searcher grid)")
+    a("--scheduler", choices=SCHEDULERS, help="default auto: FIFO for enumerated spaces, ASHA for Optuna ones")
+    a("--searcher", choices=SEARCHERS, help="default auto: grid for choice-only spaces, else optuna")
+    a("--num-samples", type=int, help="configurations to train with optuna/random (off included)")
+    a("--seeds", type=int, help="seeds per configuration (off included)")
     a("--max-epochs", type=int, help="epochs of a trial that is never stopped")
     a("--grace-epochs", type=int, help="ASHA grace period (raised to cover Phase 1)")
-    a("--reduction-factor", type=float, default=2.0, help="ASHA reduction factor")
-    a("--metric", default="val_loss", help="metric to minimise within a λ bracket")
+    a("--reduction-factor", type=float, help="ASHA reduction factor")
     a("--lambdas", type=float, nargs="+", help="override the space's λ values")
+    a("--model", help="model name (default: the space's, else the preset's)")
+    a("--batch-size", type=int)
+    a("--patch-size", type=int)
+    a("--steps-per-epoch", type=int)
+    a("--learning-rate", type=float)
+    a("--seed", type=int, help="first training seed; also seeds the searcher (default 0)")
     a("--cpus-per-trial", type=float)
-    a("--gpus-per-trial", type=float, help="fractions allowed, e.g. 0.5")
+    a("--gpus-per-trial", type=float, help="fractions share a GPU; >= 2 spreads a trial's λ models over GPUs")
+    a("--trial-resources", type=json.loads, help='custom Ray resources per trial, JSON, e.g. \'{"big_node": 1}\'')
     a("--max-concurrent", type=int)
-    a("--max-failures", type=int, default=1, help="retries of a crashed trial from its last checkpoint")
-    a("--address", help="existing Ray cluster (default: start a local one)")
-    a("--dashboard-host", default="127.0.0.1", help="bind address of the local Ray dashboard")
-    a("--storage-path", default="ray_results")
+    a("--max-failures", type=int, help="retries of a crashed trial from its last checkpoint (default 1)")
+    a("--address", help="existing Ray cluster, e.g. ray://head:10001 (default: start a local one)")
+    a("--dashboard-host", help="bind address of the local Ray dashboard (default 127.0.0.1)")
+    a("--storage-path", help="experiment storage: a path (shared by all nodes) or a URI like s3://bucket/dir")
     a("--name", help="experiment name (default: the space name)")
     a("--resume", action="store_true", help="finish an interrupted experiment of the same name")
     a("--wandb", action="store_true", help="log trials to W&B through Ray's callback (offline unless --wandb-mode)")
-    a("--wandb-mode", choices=["offline", "online"], default=None)
-    a("--wandb-project", default="hpcm-tune")
-    a("--train-dataset", help="training image folder (default: built-in sample images)")
-    a("--test-dataset", help="validation image folder (default: built-in sample images)")
-    a("--model", choices=MODEL_NAMES, help="default: the preset's")
-    a("--batch-size", type=int)
-    a("--steps-per-epoch", type=int)
-    a("--seed", type=int, default=0)
+    a("--wandb-mode", choices=["offline", "online"])
+    a("--wandb-project")
+    a("--train-dataset", help="training image folder (default: built-in sample train split)")
+    a("--test-dataset", help="validation image folder (default: built-in sample val split)")
     return p
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill unset flags from the preset; validate ranges."""
-    preset = PRESETS[args.preset or default_preset()]
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    for name in ("num_samples", "max_epochs", "grace_epochs", "max_concurrent"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise InputError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if args.reduction_factor <= 1:
-        raise InputError("--reduction-factor must be > 1")
-    return args
-
-
-def derive(max_epochs: int):
-    """Map space keys to TrainConfig keys (truncation_fraction → truncation_epochs)."""
-    def convert_fraction(f: float) -> int:
-        return 0 if f <= 0 else max(1, min(max_epochs - 1, round(f * max_epochs)))
-
-    def mapping(key: str):
-        if key in DERIVED:
-            return DERIVED[key], convert_fraction
-        return key, (lambda v: v)
-    return mapping
-
-
-def base_config(args, space, lmbda: float) -> dict:
-    mapping = derive(args.max_epochs)
-    cfg = TrainConfig(model_name=args.model, train_dataset=args.train_dataset, test_dataset=args.test_dataset,
-                      lmbda=lmbda, epochs=args.max_epochs, batch_size=args.batch_size, patch_size=args.patch_size,
-                      steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
-                      num_workers=0 if args.cpus_per_trial < 2 else min(4, int(args.cpus_per_trial))).to_dict()
-    for key, value in space.fixed.items():
-        name, convert = mapping(key)
-        cfg[name] = convert(value)
-    TrainConfig.from_dict(cfg)   # fail fast on bad fixed values
-    del cfg["save_path"]         # each trial writes to its own local directory
-    return cfg
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    if not args.space:
+        raise InputError("--space is required (see --list-spaces)")
+    values = {k: v for k, v in vars(args).items() if k not in ("space", "preset", "list_spaces", "resume", "wandb")}
+    if args.trial_resources is not None and not isinstance(args.trial_resources, dict):
+        raise InputError("--trial-resources must be a JSON object")
+    return SearchConfig.create(args.space, args.preset, resume=args.resume, wandb=args.wandb, **values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,15 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
-    if not args.space:
-        raise InputError("--space is required (see --list-spaces)")
-    space = get_space(args.space)
-    args = resolve(args)
-    for path, split in ((args.train_dataset, "train"), (args.test_dataset, "val")):
-        ImageFolder(resolve_dataset(path, split), train=False).verify()   # fail before any trial starts
-    from .experiment import run_experiment   # imports Ray: only once the arguments are valid
+    plan = make_plan(config_from_args(args))         # every check, before Ray starts
+    from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
-    return run_experiment(args, space, tuple(args.lambdas or space.lambdas))
+    return run_experiment(plan)
 
 
 if __name__ == "__main__":

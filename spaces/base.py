@@ -1,22 +1,52 @@
-"""A search space: searched parameters (distributions), fixed parameters, and its λ values.
+"""A search space: searched parameters, fixed parameters and its λ values, as data.
 
-Spaces are data, not code paths: each named space is a small module holding one
-``SearchSpace``; YAML/JSON files with the same schema work too (``spaces.load``).
-Distributions are converted to Ray Tune's (which OptunaSearch understands) only in
-``to_tune``; nothing here imports Ray.
+A space turns a point (values of its searched parameters) into a :class:`Configuration`:
+the TrainConfig overrides one trial trains at every λ, with a canonical id. This is the
+one place where space keys become TrainConfig fields (``model`` → ``model_name``,
+``truncation_fraction`` → ``truncation_epochs``, a fraction of the trial's epochs) and
+where a regularizer that is off loses its other parameters, so configurations that
+train identically get the same id. Nothing here imports Ray, Optuna or torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trainable.config import TrainConfig
+from trainable.config import LAMBDA_SCALE, TrainConfig
 from trainable.errors import InputError
 
-OFFICIAL_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+OFFICIAL_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)     # MSE scale
+MS_SSIM_LAMBDAS = (2.4, 4.58, 8.73, 16.64, 31.73, 60.5)              # CompressAI's MS-SSIM scale
 KINDS = ("choice", "uniform", "loguniform", "int")
-# Not TrainConfig fields, resolved by the search: a fraction of the run's epochs.
-DERIVED = {"truncation_fraction": "truncation_epochs"}
+SIGNIFICANT_DIGITS = 3   # sampled floats are rounded to this, so near-equal samples are one configuration
+# Space keys that are not TrainConfig fields.
+ALIASES = {"model": "model_name", "truncation_fraction": "truncation_epochs"}
+# TrainConfig fields that only matter while their regularizer is on (the switch first).
+PHASE1_FIELDS = ("spectral_reg", "tau_init", "tau_final", "truncation_epochs", "phase1_mask")
+PHASE2_FIELDS = ("phase2_reg", "delta", "phase2_aligner", "distance", "alignment", "phase2_sign", "scale_latents",
+                 "phase2_start_epoch")
+OFF_ID = "off"
+
+
+def field_name(key: str) -> str:
+    """The TrainConfig field a space key sets."""
+    return ALIASES.get(key, key)
+
+
+def truncation_epochs(fraction: float, max_epochs: int) -> int:
+    """Phase 1 length for a fraction of the trial's epochs (0: off; otherwise 1 .. max_epochs - 1)."""
+    return 0 if fraction <= 0 else max(1, min(max_epochs - 1, round(fraction * max_epochs)))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value != 0:
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return value
+
+
+def _format(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
@@ -33,20 +63,45 @@ class Param:
             raise InputError(f"parameter kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.kind == "choice" and not self.values:
             raise InputError("a choice parameter needs at least one value")
-        if self.kind != "choice" and (self.low is None or self.high is None or not self.low < self.high):
-            raise InputError(f"a {self.kind} parameter needs low < high, got {self.low}..{self.high}")
+        if self.kind != "choice" and not (isinstance(self.low, (int, float)) and isinstance(self.high, (int, float))
+                                          and self.low < self.high):
+            raise InputError(f"a {self.kind} parameter needs numbers low < high, got {self.low}..{self.high}")
         if self.kind == "loguniform" and self.low <= 0:
             raise InputError("a loguniform parameter needs low > 0")
 
-    def candidates(self) -> tuple:
-        """Values for grid search (choices only)."""
-        if self.kind != "choice":
-            raise InputError(f"grid search needs choice parameters, this one is {self.kind}")
-        return self.values
+    @property
+    def ends(self) -> tuple:
+        """Every value a check must accept: the choices, or both ends of the range."""
+        if self.kind == "choice":
+            return self.values
+        return (int(self.low), int(self.high)) if self.kind == "int" else (self.low, self.high)
+
+    def canonical(self, value: Any) -> Any:
+        """Sampled values as trained: ints for ``int``, floats to SIGNIFICANT_DIGITS for ranges."""
+        if self.kind == "int":
+            return int(round(value))
+        return value if self.kind == "choice" else _canonical(float(value))
+
+    def to_dict(self) -> dict:
+        if self.kind == "choice":
+            return {"kind": "choice", "values": list(self.values)}
+        return {"kind": self.kind, "low": self.low, "high": self.high}
 
 
 def choice(*values) -> Param:
     return Param("choice", tuple(values))
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What one trial trains at every λ: TrainConfig overrides plus a canonical id."""
+
+    id: str
+    is_off: bool
+    overrides: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        return {**self.overrides, "configuration": self.id, "is_off": self.is_off}
 
 
 @dataclass(frozen=True)
@@ -55,27 +110,143 @@ class SearchSpace:
     description: str
     searched: dict[str, Param]
     fixed: dict[str, Any] = field(default_factory=dict)
-    lambdas: tuple[float, ...] = OFFICIAL_LAMBDAS
-    off: dict[str, Any] = field(default_factory=dict)  # the "regularizers off" point of this space
+    lambdas: tuple[float, ...] | None = None   # None: the official λs of the space's metric
+    off: dict[str, Any] = field(default_factory=dict)  # values of the "off" configuration (optional)
 
     def __post_init__(self):
-        known = set(TrainConfig.__dataclass_fields__) | set(DERIVED)
+        known = set(TrainConfig.__dataclass_fields__) | set(ALIASES)
         for key in [*self.searched, *self.fixed, *self.off]:
-            if key not in known:
-                raise InputError(f"space {self.name!r}: unknown parameter {key!r}")
-        if "lmbda" in self.searched or "lmbda" in self.fixed:
-            raise InputError(f"space {self.name!r}: put λ values in 'lambdas', not in the parameters")
-        if not self.lambdas or any(not (isinstance(v, (int, float)) and v > 0) for v in self.lambdas):
-            raise InputError(f"space {self.name!r}: lambdas must be positive numbers")
-        for key, value in self.off.items():
-            p = self.searched.get(key)
-            if p is not None and p.kind == "choice" and value not in p.values:
-                raise InputError(f"space {self.name!r}: its 'off' value {key}={value!r} is not searchable")
+            if key not in known or key == "model_name":
+                hint = " (use 'model')" if key == "model_name" else ""
+                raise InputError(f"space {self.name!r}: unknown parameter {key!r}{hint}")
+            if key in ("lmbda", "epochs", "save_path"):
+                raise InputError(f"space {self.name!r}: {key!r} is set by the search, not by a space")
+        both = set(self.searched) & set(self.fixed)
+        if both:
+            raise InputError(f"space {self.name!r}: {', '.join(sorted(both))} both searched and fixed")
+        metrics = set(self.searched["metric"].ends) if "metric" in self.searched else {self.fixed.get("metric", "mse")}
+        if len(metrics) > 1:
+            raise InputError(f"space {self.name!r}: searches metric over {', '.join(sorted(map(str, metrics)))}, "
+                             "whose λ scales differ; make one space per metric")
+        lambdas = self.lambdas
+        if lambdas is None:
+            lambdas = MS_SSIM_LAMBDAS if metrics == {"ms-ssim"} else OFFICIAL_LAMBDAS
+        if isinstance(lambdas, (int, float)) or not lambdas or any(
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 for v in lambdas):
+            raise InputError(f"space {self.name!r}: lambdas must be a list of positive numbers")
+        scales = {m for v in lambdas for m, (low, high) in LAMBDA_SCALE.items() if low < v < high}
+        if len(scales) > 1:
+            raise InputError(f"space {self.name!r}: lambdas mix the {' and '.join(sorted(scales))} scales: "
+                             f"{', '.join(map(str, lambdas))}; make one space per metric")
+        object.__setattr__(self, "lambdas", tuple(float(v) for v in lambdas))
+        for key, p in self.searched.items():
+            if key in self.off and p.kind == "choice" and self.off[key] not in p.values:
+                raise InputError(f"space {self.name!r}: its 'off' value {key}={self.off[key]!r} is not searchable")
+            if key not in self.off and field_name(key) not in (*PHASE1_FIELDS, *PHASE2_FIELDS) and p.kind != "choice":
+                raise InputError(f"space {self.name!r}: searched {key!r} needs a value for the off configuration "
+                                 "(regularizers_off)")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def metric(self) -> str:
+        return self.searched["metric"].values[0] if "metric" in self.searched else self.fixed.get("metric", "mse")
+
+    @property
+    def enumerable(self) -> bool:
+        """Only choices: the space is a finite grid."""
+        return all(p.kind == "choice" for p in self.searched.values())
+
+    @property
+    def model(self) -> str | None:
+        """The model the space fixes, or None (the search's model, or a searched one)."""
+        return self.fixed.get("model")
 
     def summary(self) -> str:
         params = ", ".join(self.searched) or "none"
         return f"{self.name:<16} {self.description} [searched: {params}; λ: {len(self.lambdas)}]"
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "searched": {k: p.to_dict() for k, p in self.searched.items()},
+                "fixed": dict(self.fixed), "lambdas": list(self.lambdas), "regularizers_off": dict(self.off)}
+
+    # ------------------------------------------------------------------ configurations
+    def train_values(self, values: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+        """Fixed plus ``values`` as TrainConfig fields; the truncation fraction becomes epochs here only."""
+        out = {}
+        for key, value in {**self.fixed, **values}.items():
+            out[field_name(key)] = truncation_epochs(value, max_epochs) if key == "truncation_fraction" else value
+        return out
+
+    def configuration(self, values: dict[str, Any], base: TrainConfig, max_epochs: int,
+                      force_off: bool = False) -> Configuration:
+        """The configuration a point of the space trains (``values``: searched key → value)."""
+        values = {k: self.searched[k].canonical(v) if k in self.searched else v for k, v in values.items()}
+        train = self.train_values(values, max_epochs)
+        if force_off:
+            train.update(spectral_reg=False, phase2_reg=False)
+        cfg = _validated(self.name, replace(base, **train))
+        for on, fields in ((cfg.phase1_on, PHASE1_FIELDS), (cfg.phase2_on, PHASE2_FIELDS)):
+            if not on:   # inert: back to the base's values; the switch says "off"
+                train = {k: v for k, v in train.items() if k not in fields}
+                train[fields[0]] = False
+        searched = {field_name(k) for k in self.searched}
+        context = {field_name(k): v for k, v in self.train_values(self.off_values(), max_epochs).items()
+                   if field_name(k) in searched and field_name(k) not in (*PHASE1_FIELDS, *PHASE2_FIELDS)}
+        is_off = not train["spectral_reg"] and not train["phase2_reg"] and all(
+            train.get(k) == v for k, v in context.items())
+        shown = sorted(k for k in searched if k in train and not (k in (PHASE1_FIELDS[0], PHASE2_FIELDS[0])
+                                                                   and train[k] is False))
+        ident = OFF_ID if is_off else (",".join(f"{k}={_format(train[k])}" for k in shown) or "default")
+        return Configuration(ident, is_off, train)
+
+    def off_values(self) -> dict[str, Any]:
+        """Searched values of the off configuration: ``off``, else each choice's first value."""
+        out = {}
+        for key, p in self.searched.items():
+            if key in self.off:
+                out[key] = self.off[key]
+            elif p.kind == "choice":
+                out[key] = p.values[0]
+            else:
+                out[key] = p.low
+        return out
+
+    def off_configuration(self, base: TrainConfig, max_epochs: int) -> Configuration:
+        return self.configuration(self.off_values(), base, max_epochs, force_off=True)
+
+    def grid(self, base: TrainConfig, max_epochs: int) -> list[Configuration]:
+        """Every distinct configuration of an enumerable space, the off one first."""
+        if not self.enumerable:
+            raise InputError(f"space {self.name!r} has continuous parameters; it cannot be enumerated")
+        out = {OFF_ID: self.off_configuration(base, max_epochs)}
+        keys = list(self.searched)
+        for combo in itertools.product(*(self.searched[k].values for k in keys)):
+            conf = self.configuration(dict(zip(keys, combo)), base, max_epochs)
+            out.setdefault(conf.id, conf)
+        return list(out.values())
+
+    def check(self, base: TrainConfig, max_epochs: int) -> None:
+        """Every choice value and both ends of every range against TrainConfig's rules."""
+        _validated(self.name, replace(base, **self.train_values({}, max_epochs)))
+        for key, p in self.searched.items():
+            for value in p.ends:
+                train = self.train_values({key: value}, max_epochs)
+                _validated(self.name, replace(base, **train), f"{key}={value!r}")
+        self.off_configuration(base, max_epochs)
+
+    def longest_truncation(self, base: TrainConfig, max_epochs: int) -> int:
+        """The longest Phase 1 (epochs) of any configuration; 0 when Phase 1 is never on."""
+        spectral = self.searched.get("spectral_reg")
+        if not (self.fixed.get("spectral_reg", base.spectral_reg) or (spectral and True in spectral.ends)):
+            return 0
+        for key in ("truncation_fraction", "truncation_epochs"):
+            if key in self.searched:
+                return max(self.train_values({key: v}, max_epochs)["truncation_epochs"]
+                           for v in self.searched[key].ends)
+        return self.train_values({}, max_epochs).get("truncation_epochs", base.truncation_epochs)
+
+    # ------------------------------------------------------------------ files
     @classmethod
     def from_dict(cls, data: dict, name: str) -> "SearchSpace":
         if not isinstance(data, dict):
@@ -95,7 +266,19 @@ class SearchSpace:
                 searched[key] = Param(**spec)
             except TypeError as exc:
                 raise InputError(f"space file {name}: parameter {key!r}: {exc}") from None
-        return cls(name=data.get("name", name), description=data.get("description", "user space"),
+            except InputError as exc:
+                raise InputError(f"space file {name}: parameter {key!r}: {exc}") from None
+        lambdas = data.get("lambdas")
+        return cls(name=str(data.get("name", name)), description=str(data.get("description", "user space")),
                    searched=searched, fixed=dict(data.get("fixed") or {}),
-                   lambdas=tuple(data.get("lambdas") or OFFICIAL_LAMBDAS),
+                   lambdas=tuple(lambdas) if isinstance(lambdas, list) else lambdas,
                    off=dict(data.get("regularizers_off") or {}))
+
+
+def _validated(space: str, cfg: TrainConfig, what: str = "") -> TrainConfig:
+    try:
+        return cfg.validated()
+    except InputError as exc:
+        raise InputError(f"space {space!r}: {what + ': ' if what else ''}{exc}") from None
+    except TypeError as exc:   # e.g. a string where a number belongs
+        raise InputError(f"space {space!r}: {what + ': ' if what else ''}{exc}") from None

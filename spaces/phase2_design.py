@@ -1,10 +1,10 @@
 from .base import SearchSpace, choice
+from .registry import register
 
-SPACE = SearchSpace(
+SPACE = register(SearchSpace(
     name="phase2_design",
     description="Phase 2 design choices: sign, alignment, scale latents (+ δ = 0)",
     searched={"phase2_sign": choice("repel", "attract"), "alignment": choice("subbands", "ll"),
               "scale_latents": choice("full", "new"), "delta": choice(0.0, 0.1)},
     fixed={"phase2_reg": True, "spectral_reg": False},
-    off={"phase2_sign": "repel", "alignment": "subbands", "scale_latents": "full", "delta": 0.0},
-)
+))

@@ -1,7 +1,8 @@
-"""Tests for the analysis package: BD maths, anchors, experiment loading, grouping, report, notebooks.
+"""Tests for the analysis package: BD maths, anchors, the interval, experiment loading, report, notebooks.
 
-The fake experiments below follow Ray Tune's layout and carry analytic RD values: a group whose
-final rates are 0.9x the baseline's at the same PSNRs must come out at exactly -10 % BD-rate.
+Statistics are tested on analytic points tables (rates 0.9x off's at the same PSNRs must come
+out at -10 % BD-rate); loading, the report and the notebooks run on the real experiment of
+tests/test_evaluate.py (HPCM_Tiny models trained with trainable.curve, coded for real).
 """
 
 from __future__ import annotations
@@ -15,74 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pandas as pd
+
 from analysis import (
-    AnalysisError, bd_psnr, bd_psnr_checked, bd_rate, bd_rate_checked, list_anchors, load_anchor,
-    load_experiment, rd_points,
+    AnalysisError, bd_interval, bd_psnr, bd_psnr_checked, bd_rate, bd_rate_checked, bd_table, list_anchors,
+    load_anchor, load_experiment, register_figure,
 )
-from analysis.anchors import published_claims
-from analysis.comparison import bd_table
+from analysis.anchors import published_claims, refusal
+from analysis.points import ranking, select_configurations
 from analysis.report import main
+from tests.test_evaluate import copy_experiment, evaluated_experiment_dir, real_experiment_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = [0.0018, 0.0035, 0.0067, 0.013]
 BASE_BPP = [0.20, 0.35, 0.55, 0.80]
 BASE_PSNR = [28.0, 30.0, 32.0, 34.0]
-EPOCHS = 3
-BASE_CONFIG = {
-    "model_name": "HPCM_Tiny", "metric": "mse", "spectral_reg": False, "tau_init": 0.05, "tau_final": 1.0,
-    "truncation_epochs": 2, "phase2_reg": False, "delta": 0.1, "distance": "l2", "alignment": "subbands",
-    "phase2_sign": "repel", "scale_latents": "full", "phase2_start_epoch": None, "epochs": EPOCHS,
-    "batch_size": 4, "learning_rate": 1e-4, "seed": 0, "data_dir": "/data/train",
-}
-# name: (config overrides, rate factor vs baseline at equal PSNR)
-GROUPS = {
-    "baseline": ({}, 1.0),
-    "delta0.1": ({"phase2_reg": True, "delta": 0.1}, 0.9),
-    "delta0.2": ({"phase2_reg": True, "delta": 0.2}, 0.95),
-}
-
-
-def write_trial(root: Path, index: int, config: dict, finals: tuple[float, float] | None,
-                epochs: int = EPOCHS, error: str | None = None, done: bool = True) -> str:
-    """One Ray trial directory; epochs approach the (bpp, psnr) final point from worse values."""
-    trial_id = f"abc12_{index:05d}"
-    trial = root / f"train_hpcm_{trial_id}_{index}_lmbda={config['lmbda']}_2026-01-01_00-00-00"
-    trial.mkdir(parents=True)
-    (trial / "params.json").write_text(json.dumps(config))
-    if finals is not None:
-        lines = []
-        for epoch in range(1, epochs + 1):
-            behind = EPOCHS - epoch
-            bpp, psnr = finals[0] * (1 + 0.2 * behind), finals[1] - behind
-            mse = 10 ** (-psnr / 10)
-            lines.append(json.dumps({
-                "trial_id": trial_id, "training_iteration": epoch, "epoch": epoch, "phase": "baseline",
-                "train_loss": 1.0, "val_loss": config["lmbda"] * 255**2 * mse + bpp, "val_bpp": bpp,
-                "val_psnr": psnr, "val_mse": mse, "lr": 1e-4, "done": done and epoch == epochs,
-                "time_total_s": 1.0 * epoch, "config": config,
-                **({"real_bpp": bpp * 1.01} if epoch == epochs else {}),
-            }))
-        (trial / "result.json").write_text("\n".join(lines) + "\n")
-    if error:
-        (trial / "error.txt").write_text(error + "\nTraceback (most recent call last):\n  ...\n")
-    return trial_id
-
-
-def make_experiment(root: Path, lambdas=LAMBDAS, groups=GROUPS) -> Path:
-    index = 0
-    for overrides, factor in groups.values():
-        for position, lmbda in enumerate(lambdas):
-            config = {**BASE_CONFIG, **overrides, "lmbda": lmbda}
-            write_trial(root, index, config, (BASE_BPP[position] * factor, BASE_PSNR[position]))
-            index += 1
-    return root
-
-
-@pytest.fixture
-def experiment(tmp_path: Path) -> Path:
-    return make_experiment(tmp_path / "exp")
-
-
 # --- BD-rate / BD-PSNR ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["pchip", "cubic", "akima"])
@@ -163,114 +111,198 @@ def test_user_anchor_file(tmp_path):
         load_anchor("set:codec", path=tmp_path / "missing.json")
 
 
-# --- loading an experiment -----------------------------------------------------------------------
-
-def test_load_experiment_rows_columns_and_status(experiment):
-    df = load_experiment(experiment)
-    assert len(df) == 12 * EPOCHS and df["trial_id"].nunique() == 12
-    assert {"trial_id", "status", "epoch", "lmbda", "delta", "seed", "val_bpp", "val_psnr", "real_bpp"} <= set(df)
-    assert "config" not in df and set(df["status"]) == {"TERMINATED"}
-    assert df.attrs["status_source"] == "heuristic"
-    assert df.attrs["config_columns"]["lmbda"] == "lmbda"
-
-
-def test_running_errored_and_torn_trials_load(tmp_path):
-    root = tmp_path / "exp"
-    config = {**BASE_CONFIG, "lmbda": 0.013, "lr": 3e-4}
-    write_trial(root, 0, config, None)
-    errored = write_trial(root, 1, config, (0.5, 30.0), epochs=1, error="CUDA out of memory", done=False)
-    torn = write_trial(root, 2, config, (0.5, 30.0), epochs=2, done=False)
-    with open(next(root.glob(f"*{torn}*")) / "result.json", "a") as handle:
-        handle.write('{"trial_id": "abc12_00002", "epo')
-    df = load_experiment(root).drop_duplicates("trial_id").set_index("trial_id")
-    assert df.loc["abc12_00000", "status"] == "RUNNING" and math.isnan(df.loc["abc12_00000", "val_psnr"])
-    assert df.loc[errored, "status"] == "ERROR" and df.loc[errored, "error"] == "CUDA out of memory"
-    assert df.loc[torn, "status"] == "RUNNING"
-    assert df.loc[torn, "config/lr"] == 3e-4 and df.loc[torn, "lr"] == 1e-4  # config key clashing with a metric
+def test_anchor_refused_unless_the_evaluation_set_is_that_set(tmp_path):
+    kodak = [(768, 512)] * 20 + [(512, 768)] * 4
+    assert refusal("kodak:VTM", kodak) is None
+    assert refusal("tecnick:HPCM-Base", [(1200, 1200)] * 100) is None
+    assert refusal("clic_pro_valid:HPCM-Base", [(2048, 1365)] * 41) is None
+    assert "has 4 images, kodak has 24" in refusal("kodak:VTM", kodak[:4])
+    assert "is 500x768, not a kodak size" in refusal("kodak:VTM", kodak[:23] + [(500, 768)])
+    assert "not a tecnick size" in refusal("tecnick:VTM-18.0", [(1200, 1200)] * 99 + [(768, 512)])
+    assert "no test-set evaluation" in refusal("kodak:VTM", None)
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps({"set": {"codec": {"bpp": BASE_BPP, "psnr": BASE_PSNR, "source": "lab"}}}))
+    assert "does not describe the set set" in refusal(f"{own}:set:codec", kodak)
 
 
-def test_results_csv_status_wins(experiment):
-    (experiment / "results.csv").write_text("trial_id,status,error\nabc12_00000,ERROR,NaN loss\n")
-    df = load_experiment(experiment).drop_duplicates("trial_id").set_index("trial_id")
-    assert df.loc["abc12_00000", "status"] == "ERROR" and df.loc["abc12_00000", "error"] == "NaN loss"
-    assert df.loc["abc12_00001", "status"] == "TERMINATED"
+# --- the interval: analytic points tables ---------------------------------------------------------
+
+def points_table(n_images: int, factor: float = 0.9, n_seeds: int = 1, image_noise: float = 0.05,
+                 seed_noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """off and "x" on the same images; x's rates are ``factor`` x off's at equal PSNR, plus noise per
+    image × λ (independent between the two configurations) and per seed."""
+    rng = np.random.default_rng(seed)
+    image_rate = rng.lognormal(0.0, 0.3, n_images)      # some images are harder: paired between the two
+    image_psnr = rng.normal(0.0, 1.5, n_images)
+    rows = []
+    for configuration, scale in (("off", 1.0), ("x", factor)):
+        for s in range(n_seeds):
+            seed_effect = rng.normal(0.0, seed_noise)
+            for lmbda, bpp, psnr in zip(LAMBDAS, BASE_BPP, BASE_PSNR):
+                noise = rng.normal(0.0, image_noise, n_images)
+                for i in range(n_images):
+                    rows.append({"configuration": configuration, "is_off": configuration == "off", "seed": s,
+                                 "lmbda": lmbda, "image": f"img{i:03d}", "trial_id": f"{configuration}{s}",
+                                 "bpp": bpp * scale * image_rate[i] * math.exp(seed_effect + noise[i]),
+                                 "psnr": psnr + image_psnr[i], "ms_ssim_db": math.nan})
+    return pd.DataFrame(rows)
 
 
-def test_missing_or_empty_experiment_is_an_analysis_error(tmp_path):
+def test_interval_contains_the_estimate_and_shrinks_with_more_images():
+    few = bd_interval(points_table(6), "x", "off", n_boot=400)
+    many = bd_interval(points_table(96), "x", "off", n_boot=400)
+    for result in (few, many):
+        assert result.ci_low < result.bd_rate_vs_off < result.ci_high
+        assert result.bd_rate_vs_off == pytest.approx(-10, abs=3)
+    assert (many.ci_high - many.ci_low) < 0.5 * (few.ci_high - few.ci_low)
+    assert many.n_images == 96 and many.n_seeds == 1 and many.boot_defined == 1.0
+
+
+def test_rates_at_ninety_percent_are_better_with_an_interval_excluding_zero():
+    result = bd_interval(points_table(12, n_seeds=3, seed_noise=0.01), "x", "off", n_boot=400)
+    assert result.status == "better" and result.ci_high < 0
+    assert result.ci_low < -10 < result.ci_high and result.bd_psnr_vs_off > 0
+    worse = bd_interval(points_table(12, factor=1.1), "x", "off", n_boot=400)
+    assert worse.status == "worse" and worse.ci_low > 0
+
+
+def test_a_configuration_identical_to_off_is_zero_and_not_significant():
+    points = points_table(12, factor=1.0, n_seeds=3, seed_noise=0.02)
+    off = points[points["configuration"] == "off"]
+    same = pd.concat([off, off.assign(configuration="same", is_off=False)])
+    result = bd_interval(same, "same", "off", n_boot=400)
+    assert abs(result.bd_rate_vs_off) < 1e-9 and result.status == "not significant"
+    assert result.ci_low < 0 < result.ci_high                       # seeds are resampled independently
+    single = bd_interval(same[same["seed"] == 0], "same", "off", n_boot=200)
+    assert single.ci_low == single.ci_high == 0 and single.status == "not significant"
+
+
+def test_table_has_off_at_zero_and_says_why_bd_is_undefined():
+    points = points_table(8)
+    broken = points.copy()
+    broken.loc[(broken["configuration"] == "x") & (broken["lmbda"] == LAMBDAS[2]), "psnr"] += 5   # not monotone
+    incomplete = points.drop(index=points.index[-1])
+    bent = broken[broken["configuration"] == "x"].assign(configuration="bent")
+    gap = incomplete[incomplete["configuration"] == "x"].assign(configuration="gap")
+    table = bd_table(pd.concat([points, bent, gap]), "off", n_boot=200).set_index("configuration")
+    assert table.loc["off", "bd_rate_vs_off"] == 0 and table.loc["off", "status"] == "reference"
+    assert table.loc["x", "status"] == "better"
+    assert table.loc["bent", "status"].startswith("undefined: non-monotone configuration's curve")
+    assert table.loc["gap", "status"].startswith("undefined:") and "not evaluated" in table.loc["gap", "status"]
+    assert list(table.columns[:9]) == ["is_off", "n_seeds", "n_images", "n_lambdas", "bd_rate_vs_off", "ci_low",
+                                       "ci_high", "bd_psnr_vs_off", "bd_psnr_ci_low"]
+
+
+# --- loading a real experiment -------------------------------------------------------------------
+
+@pytest.fixture
+def experiment(tmp_path_factory, tmp_path) -> Path:
+    return copy_experiment(real_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
+
+
+@pytest.fixture
+def evaluated(tmp_path_factory, tmp_path) -> Path:
+    return copy_experiment(evaluated_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
+
+
+def test_load_experiment_trials_history_and_statuses(experiment):
+    loaded = load_experiment(experiment)
+    trials = loaded.trials.set_index("trial_id")
+    assert len(trials) == 6 and loaded.status_source == "results.csv"
+    assert sorted(trials["status"]) == ["ERROR", "STOPPED", "TERMINATED", "TERMINATED", "TERMINATED", "TERMINATED"]
+    stopped = trials[trials["status"] == "STOPPED"].iloc[0]
+    assert stopped["configuration"] == "delta=0.3" and stopped["stopped_epoch"] == 1
+    assert "non-finite loss" in trials.loc["f00df_00099", "error"]
+    assert loaded.lambdas == [0.002, 0.006, 0.018, 0.054]
+    history = loaded.history
+    assert len(history) == (4 * 2 + 1) * 4               # 4 trials x 2 epochs + 1 stopped x 1 epoch, 4 λ each
+    assert history[["val_bpp", "val_psnr", "val_loss"]].notna().all().all()
+    # rd_score is the mean over λ of log(val_loss), as the trial reported it
+    last = history[(history["trial_id"] == "f00d0_00000") & (history["epoch"] == 2)]
+    assert trials.loc["f00d0_00000", "rd_score"] == pytest.approx(np.log(last["val_loss"]).mean(), rel=1e-9)
+    assert loaded.info["model"] == "HPCM_Tiny"
+
+
+def test_running_search_without_results_csv_uses_heuristics(experiment):
+    (experiment / "results.csv").unlink()
+    trials = load_experiment(experiment).trials.set_index("trial_id")
+    assert trials.loc["f00df_00099", "status"] == "ERROR"
+    assert trials.loc["f00d0_00000", "status"] == "TERMINATED"     # reached params' epochs
+    assert trials.loc["f00d4_00004", "status"] == "RUNNING"        # stopped one looks unfinished
+
+
+def test_old_layouts_and_missing_dirs_are_one_line_errors(tmp_path):
     with pytest.raises(AnalysisError, match="not found"):
         load_experiment(tmp_path / "nope")
-    with pytest.raises(AnalysisError, match="no trials"):
+    (tmp_path / "lambda=0.013" / "trial").mkdir(parents=True)
+    with pytest.raises(AnalysisError, match="λ brackets"):
+        load_experiment(tmp_path)
+    trial = tmp_path / "t"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"lmbda": 0.013}))
+    with pytest.raises(AnalysisError, match="no 'configuration'"):
         load_experiment(tmp_path)
 
 
-# --- grouping across lambda ----------------------------------------------------------------------
-
-def test_groups_across_lambda_and_known_bd_rates(experiment):
-    # A worse repeat of a baseline trial, with a different (inert) delta: same curve, best one kept.
-    config = {**BASE_CONFIG, "lmbda": LAMBDAS[-1], "delta": 0.3}
-    write_trial(experiment, 99, config, (BASE_BPP[-1] * 1.5, BASE_PSNR[-1]))
-    points = rd_points(load_experiment(experiment))
-    assert len(points) == 12 and points["group"].nunique() == 3
-    baseline = points[points["is_baseline"]]
-    assert baseline["group"].nunique() == 1 and len(baseline) == 4
-    assert baseline["n_trials"].tolist() == [1, 1, 1, 2] and baseline["trial_id"].iloc[-1] == "abc12_00003"
-    assert points.attrs["varying"] == ["phase2_reg", "delta"]
-    assert set(points["label"]) == {"phase2_reg=False", "phase2_reg=True, delta=0.1", "phase2_reg=True, delta=0.2"}
-
-    table = bd_table(points, load_anchor("kodak:VTM")).set_index("label")
-    assert table.loc["phase2_reg=True, delta=0.1", "bd_rate_vs_baseline"] == pytest.approx(-10.0, abs=1e-6)
-    assert table.loc["phase2_reg=True, delta=0.2", "bd_rate_vs_baseline"] == pytest.approx(-5.0, abs=1e-6)
-    assert table.loc["phase2_reg=False", "bd_rate_vs_baseline"] == pytest.approx(0.0, abs=1e-9)
-    assert table["bd_rate_vs_anchor"].notna().all()
+def test_ranking_excludes_stopped_and_always_keeps_off(experiment):
+    loaded = load_experiment(experiment)
+    table = ranking(loaded)
+    assert set(table["configuration"]) == {"off", "delta=0.1"}
+    assert table.set_index("configuration").loc["delta=0.1", "n_seeds"] == 2   # the errored seed 2 is dropped
+    assert select_configurations(loaded, 0) == ["off"]
+    assert select_configurations(loaded, 5) == ["off", "delta=0.1"]
 
 
-def test_select_best_and_real_bpp(experiment):
-    result_file = next(experiment.glob("*abc12_00000*")) / "result.json"
-    worse = {**json.loads(result_file.read_text().splitlines()[-1]), "epoch": 4, "val_loss": 9.0, "val_bpp": 0.9}
-    result_file.write_text(result_file.read_text() + json.dumps(worse) + "\n")
-    df = load_experiment(experiment)
-    assert rd_points(df, select="final")["epoch"].max() == 4
-    best = rd_points(df, select="best")
-    assert (best["epoch"] == EPOCHS).all() and best["bpp"].iloc[0] == pytest.approx(BASE_BPP[0])
-    real = rd_points(df, rate="real_bpp")
-    assert real["bpp"].iloc[0] == pytest.approx(BASE_BPP[0] * 1.01)
-    with pytest.raises(AnalysisError, match="final epoch only"):
-        rd_points(df, select="best", rate="real_bpp")
+# --- report ---------------------------------------------------------------------------------------
+
+def test_report_without_evaluation_falls_back_to_validation_loudly(experiment):
+    assert main([str(experiment), "--anchor", "kodak:VTM", "--n-boot", "100"]) == 0
+    text = (experiment / "report" / "report.md").read_text()
+    assert "**NO VERDICT: there is no test-set evaluation yet.**" in text
+    assert "anchor kodak:VTM not compared: no test-set evaluation" in text
+    table = pd.read_csv(experiment / "report" / "bd_rate.csv")
+    assert set(table["source"]) == {"validation"} and table["ci_low"].isna().all()
+    assert not {"better", "worse", "not significant"} & set(table["status"])
+    assert "delta=0.3" not in set(table["configuration"])
 
 
-def test_seed_splits_groups_and_needs_its_own_baseline(tmp_path):
-    groups = {**GROUPS, "seed1": ({"phase2_reg": True, "delta": 0.1, "seed": 1}, 0.9)}
-    points = rd_points(load_experiment(make_experiment(tmp_path / "exp", groups=groups)))
-    table = bd_table(points).set_index("label")
-    row = table.loc["phase2_reg=True, delta=0.1, seed=1"]
-    assert math.isnan(row["bd_rate_vs_baseline"]) and "no baseline group" in row["bd_rate_vs_baseline_reason"]
+def test_report_verdict_on_test_points(evaluated):
+    """Real experiment, analytic test points: delta=0.1's rates are 0.9x off's on every image."""
+    points = pd.read_csv(evaluated / "evaluation" / "points.csv")
+    off = points[points["configuration"] == "off"].sort_values(["seed", "lmbda", "image"])
+    x = points[points["configuration"] == "delta=0.1"].sort_values(["seed", "lmbda", "image"])
+    analytic = (np.array(BASE_BPP)[off["lmbda"].map({l: i for i, l in enumerate(sorted(set(off["lmbda"])))})]
+                * (1 + 0.1 * off["height"] / 170))
+    off = off.assign(bpp=analytic, psnr=off["lmbda"].map(dict(zip(sorted(set(off["lmbda"])), BASE_PSNR))))
+    x = x.assign(bpp=0.9 * off["bpp"].to_numpy(), psnr=off["psnr"].to_numpy())
+    pd.concat([off, x]).to_csv(evaluated / "evaluation" / "points.csv", index=False)
+    assert main([str(evaluated), "--n-boot", "200"]) == 0
+    table = pd.read_csv(evaluated / "report" / "bd_rate.csv").set_index("configuration")
+    row = table.loc["delta=0.1"]
+    assert row["bd_rate_vs_off"] == pytest.approx(-10, abs=1e-6) and row["status"] == "better" and row["ci_high"] < 0
+    assert row["n_seeds"] == 2 and table.loc["off", "bd_rate_vs_off"] == 0 and "delta=0.3" not in table.index
+    text = (evaluated / "report" / "report.md").read_text()
+    assert "**`delta=0.1` beats off**: BD-rate -10.00 %" in text and "two-level percentile bootstrap" in text
+    for name in ("rd_curves.png", "bd_rate_over_epochs.png", "learning_curves.png", "hparam_effects.png"):
+        assert (evaluated / "report" / name).stat().st_size > 0, name
 
 
-# --- report CLI ----------------------------------------------------------------------------------
+def test_a_registered_figure_is_written_and_listed(evaluated):
+    from analysis import figures
+    from matplotlib.figure import Figure
 
-def test_report_writes_every_file(experiment, tmp_path):
-    out = tmp_path / "report"
-    assert main([str(experiment), "--out", str(out), "--anchor", "kodak:VTM"]) == 0
-    for name in ("bd_rate.csv", "rd_curves.png", "hparam_effects.png", "learning_curves.png", "report.md"):
-        assert (out / name).stat().st_size > 0, name
-    text = (out / "report.md").read_text()
-    assert "**phase2_reg=True, delta=0.1**: BD-rate -10.00 %" in text
-    assert "-19.19" in text and "CompressAI" in text
+    @register_figure("probe.png", "a probe figure")
+    def probe(data):
+        figure = Figure()
+        figure.subplots().plot(data.points["bpp"], data.points["psnr"], ".")
+        return figure
 
-
-def test_report_on_a_smoke_run_says_why_bd_is_missing(tmp_path):
-    root = make_experiment(tmp_path / "smoke", lambdas=LAMBDAS[:2])
-    assert main([str(root)]) == 0
-    text = (root / "report" / "report.md").read_text()
-    assert "No best configuration by BD-rate" in text and "fewer than 4 RD points" in text
-    assert "## Best configuration per λ" in text and "| 0.0035 | phase2_reg=True, delta=0.1 |" in text
-
-
-def test_report_on_an_experiment_with_no_epoch_yet(tmp_path):
-    root = tmp_path / "starting"
-    write_trial(root, 0, {**BASE_CONFIG, "lmbda": 0.013}, None)
-    assert main([str(root), "--select", "best"]) == 0
-    assert "No trial has reported a validated epoch yet" in (root / "report" / "report.md").read_text()
+    try:
+        assert main([str(evaluated), "--n-boot", "100"]) == 0
+    finally:
+        figures._FIGURES.pop("probe.png")
+    assert (evaluated / "report" / "probe.png").stat().st_size > 0
+    assert "![probe.png](probe.png)\n\na probe figure." in (evaluated / "report" / "report.md").read_text()
 
 
 def test_cli_missing_dir_exits_2_with_one_line(tmp_path):
@@ -280,19 +312,20 @@ def test_cli_missing_dir_exits_2_with_one_line(tmp_path):
     assert run.stderr.count("\n") == 1 and "not found" in run.stderr
 
 
-def test_cli_bad_option_exits_2_with_one_line(experiment, capsys):
-    assert main([str(experiment), "--select", "worst"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+def test_cli_bad_options_exit_2_with_one_line(experiment, capsys):
+    for argv in (["--method", "linear"], ["--anchor", "kodak:JPEG"], ["--n-boot", "5"]):
+        assert main([str(experiment), *argv]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
 
 
 # --- notebooks (headless, nbclient; each starts a kernel) ----------------------------------------
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["rd_curves.ipynb", "hyperparameter_effects.ipynb"])
-def test_notebook_executes_headless(name, experiment):
+def test_notebook_executes_headless(name, evaluated):
     from analysis.notebooks import execute
 
-    notebook = execute(REPO / "analysis" / "notebooks" / name, experiment, timeout=120)
+    notebook = execute(REPO / "analysis" / "notebooks" / name, evaluated, timeout=120)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)

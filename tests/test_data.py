@@ -1,11 +1,14 @@
-"""Datasets: built-in sample split, crops, whole-image validation, clear errors."""
+"""Datasets: built-in sample splits, the verified manifest, crops, whole-image validation, clear errors."""
 import re
 
 import pytest
 import torch
 from PIL import Image
 
-from trainable.data import SPLITS, DataError, ImageFolder, read_rgb, resolve_dataset, sample_dataset_dir
+from trainable.data import (
+    SPLITS, DataError, ImageFolder, dataset_manifest, read_rgb, resolve_dataset, sample_dataset_dir, verify_dataset,
+)
+from trainable.data.manifest import decode_count, manifest_path
 from trainable.data.sample import _write_split
 
 
@@ -16,16 +19,25 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 def test_sample_splits_are_disjoint_rgb_pngs_and_the_default():
-    train, val = sample_dataset_dir("train"), sample_dataset_dir("val")
-    names = {split: sorted(p.name for p in folder.iterdir()) for split, folder in (("train", train), ("val", val))}
+    folders = {split: sample_dataset_dir(split) for split in ("train", "val", "test")}
+    names = {split: sorted(p.name for p in folder.iterdir()) for split, folder in folders.items()}
     assert names == {split: sorted(f"{n}.png" for n in SPLITS[split]) for split in SPLITS}
-    assert not set(names["train"]) & set(names["val"])
-    for path in [*train.iterdir(), *val.iterdir()]:
+    assert not set(names["train"]) & set(names["val"]) and not set(names["test"]) & (set(names["train"]) | set(names["val"]))
+    for path in [p for folder in folders.values() for p in folder.iterdir()]:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.mode == "RGB"
-    assert resolve_dataset(None, "val") == val == resolve_dataset("sample", "val")
-    with pytest.raises(DataError, match="unknown sample split 'test'"):
-        sample_dataset_dir("test")
+    for split in folders:
+        assert resolve_dataset(None, split) == folders[split] == resolve_dataset("sample", split)
+    with pytest.raises(DataError, match="unknown sample split 'nope'"):
+        sample_dataset_dir("nope")
+
+
+def test_test_split_is_small_natural_and_exercises_padding():
+    manifest = dataset_manifest(sample_dataset_dir("test"))
+    sizes = {path.stem: size for path, size in zip(manifest.files, manifest.sizes)}
+    assert sizes == {"motorcycle": (741, 500), "coins": (384, 303), "clock": (400, 300), "page": (384, 191)}
+    assert all(w % 64 or h % 64 for w, h in sizes.values()) and all(min(s) >= 161 for s in sizes.values())
+    assert sum(w * h for w, h in sizes.values()) < 800_000   # ~10 Tiny models code it in seconds on a CPU
 
 
 def test_sample_cache_is_idempotent_and_a_lost_race_is_harmless(tmp_path):
@@ -93,3 +105,65 @@ def test_corrupt_image_is_found_by_verify_and_named_on_load(tmp_path):
     with pytest.raises(DataError, match=f"corrupt image: {re.escape(str(bad))}"):
         ds[ds.files.index(bad)]
     assert ds[ds.files.index(tmp_path / "good.png")].shape == (3, 16, 16)
+
+
+# --- the dataset manifest ------------------------------------------------------------------------
+
+def _images(folder, count, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", size, (i * 7 % 256, 20, 30)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_manifest_decodes_once_and_again_only_what_changed(tmp_path):
+    folder = _images(tmp_path / "set", 12)
+    (folder / "sub").mkdir()
+    Image.new("L", (17, 9)).save(folder / "sub" / "grey.JPG")
+    before = decode_count()
+    files = verify_dataset(folder)
+    assert decode_count() - before == 13 and files == ImageFolder(folder).files
+    assert manifest_path(folder.absolute()).is_file()
+    before = decode_count()
+    assert verify_dataset(folder) == files and decode_count() == before      # unchanged: nothing decoded
+    ImageFolder(folder).verify()                                              # what every trial calls
+    ImageFolder(folder, train=False).verify()
+    assert decode_count() == before
+    Image.new("RGB", (50, 20)).save(folder / "003.png")                       # rewritten: new size and mtime
+    Image.new("RGB", (8, 8)).save(folder / "new.png")
+    (folder / "000.png").unlink()
+    manifest = dataset_manifest(folder)
+    assert decode_count() - before == 2 and manifest.decoded == 2
+    sizes = dict(zip((p.name for p in manifest.files), manifest.sizes))
+    assert sizes["003.png"] == (50, 20) and sizes["grey.JPG"] == (17, 9) and "000.png" not in sizes
+
+
+def test_manifest_in_parallel_gives_the_same_answer(tmp_path, monkeypatch):
+    folder = _images(tmp_path / "set", 30, size=(64, 48))
+    one = dataset_manifest(folder, workers=1)
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "other-cache"))
+    many = dataset_manifest(folder, workers=8)
+    assert (many.files, many.sizes) == (one.files, one.sizes) and many.decoded == one.decoded == 30
+
+
+def test_corrupt_image_is_one_line_naming_it_and_good_files_stay_verified(tmp_path):
+    folder = _images(tmp_path / "set", 5)
+    bad = folder / "002.png"
+    bad.write_bytes(bad.read_bytes()[:60])                                    # truncated
+    (folder / "zz.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DataError, match=f"corrupt image: {re.escape(str(bad))} \\(.*; 1 more corrupt") as info:
+        verify_dataset(folder)
+    assert "\n" not in str(info.value)
+    Image.new("RGB", (40, 30)).save(bad)
+    (folder / "zz.png").unlink()
+    before = decode_count()
+    assert len(verify_dataset(folder)) == 5 and decode_count() - before == 1  # only the repaired file
+
+
+def test_unwritable_cache_still_verifies(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(blocker))
+    folder = _images(tmp_path / "set", 2)
+    with pytest.warns(UserWarning, match="dataset manifest not cached"):
+        assert len(verify_dataset(folder)) == 2

@@ -1,4 +1,4 @@
-"""Training core: phases by epoch, Phase 2 gradients, resume equivalence, NaN, export, CLI."""
+"""Training core: Phase 1 per step, Phase 2 by epoch, R² logged, resume equivalence, NaN, export, CLI."""
 import json
 import subprocess
 import sys
@@ -36,8 +36,11 @@ def test_phases_switch_by_epoch_and_phase2_is_nonzero_after(small):
     rows = _collect(cfg)
     metrics = [m for m, _ in rows]
     assert [m["phase"] for m in metrics] == ["phase1_intra", "phase1_intra", "baseline", "baseline"]
-    assert metrics[0]["tau"] == pytest.approx(0.05) and metrics[1]["tau"] == pytest.approx(1.0)
+    # 2 epochs x 2 steps of Phase 1: tau moves every step; each epoch reports its last step's tau
+    assert metrics[0]["tau"] == pytest.approx(0.05 + 0.95 / 3) and metrics[1]["tau"] == pytest.approx(1.0)
     assert metrics[2]["tau"] is None
+    for m in metrics:                                  # the measure of Phase 2, logged on and off
+        assert -1 < m["val_inter_scale_r2_s1_s2"] <= 1 and -1 < m["val_inter_scale_r2_s2_s3"] <= 1
     assert [m["inter_scale_reg"] == 0 for m in metrics] == [True, True, False, False]
     assert all(m["inter_scale_reg"] < 0 for m in metrics[2:])                       # repel
     assert all("inter_scale_s1_s2" in m and "inter_scale_s2_s3" in m for m in metrics[2:])
@@ -54,20 +57,25 @@ def test_phase2_start_defaults(small):
     assert replace(small, phase2_start_epoch=3).phase2_start == 3
 
 
-def test_phase2_gradients_reach_encoder_and_aligners_are_optimized(small):
-    run = Run(replace(small, phase2_reg=True), torch.device("cpu"))
+@pytest.mark.parametrize("aligner", ["adversarial", "ridge", "joint"])
+def test_phase2_gradients_reach_encoder_and_learned_aligners_are_optimized(small, aligner):
+    run = Run(replace(small, phase2_reg=True, phase2_aligner=aligner), torch.device("cpu"), steps_per_epoch=2)
     optimized = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
-    assert all(id(p) in optimized for p in run.regularizer.parameters())
+    assert all(id(p) in optimized for p in run.phase2.parameters())
+    assert (len(list(run.phase2.parameters())) > 0) == (aligner == "joint")
     run.model.train()
-    out = run.model(torch.rand(2, 3, 256, 256), return_scale_latents=True)
-    reg, pairs = run.regularizer(out["scale_latents"], out["scale_new_masks"])
+    for seed in (0, 1):          # the adversarial aligner predicts from the batches before
+        torch.manual_seed(seed)
+        out = run.model(torch.rand(2, 3, 256, 256), return_scale_latents=True)
+        reg, pairs = run.phase2(out["scale_latents"], out["scale_new_masks"])
     reg.backward()
     assert run.model.g_a.branch[0].weight.grad.abs().sum() > 0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in run.regularizer.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in run.phase2.parameters())
 
 
 def test_resume_gives_the_same_next_epoch_metrics(small, tmp_path):
-    cfg = replace(small, phase2_reg=True, epochs=3)
+    # Phase 1 spans the interruption (tau per step) and Phase 2 runs from the start (aligner state).
+    cfg = replace(small, phase2_reg=True, epochs=3, spectral_reg=True, truncation_epochs=3, phase2_start_epoch=0)
     full = [m for m, _ in _collect(cfg)]
     part = replace(cfg, save_path=str(tmp_path / "part"), epochs=3)
     # interrupt after epoch 2: train a 3-epoch config but stop via an exception in report
@@ -82,7 +90,8 @@ def test_resume_gives_the_same_next_epoch_metrics(small, tmp_path):
         train(part, stop_after_two)
     resumed = [m for m, _ in _collect(part, resume=Path(part.save_path) / LAST)]
     assert [m["epoch"] for m in resumed] == [3]
-    for key in ("train_loss", "val_loss", "val_bpp", "inter_scale_reg"):
+    assert resumed[0]["tau"] == full[2]["tau"] == pytest.approx(1.0)
+    for key in ("train_loss", "val_loss", "val_bpp", "inter_scale_reg", "val_inter_scale_r2_s1_s2"):
         assert resumed[0][key] == pytest.approx(full[2][key], rel=1e-5, abs=1e-7), key
 
 
@@ -97,8 +106,8 @@ def test_exported_inference_checkpoint_has_no_regularizer_state(small):
 
 
 def test_non_finite_loss_stops_with_epoch_and_step(small):
-    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, step 1"):
-        train(replace(small, learning_rate=1e-3, lmbda=float("1e308")), lambda m, d: None)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, step 2"):
+        train(replace(small, learning_rate=1e30), lambda m, d: None)     # step 1 blows the weights up
 
 
 def test_corrupt_and_incompatible_checkpoints_are_clear_errors(small, tmp_path):
@@ -109,7 +118,7 @@ def test_corrupt_and_incompatible_checkpoints_are_clear_errors(small, tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or unreadable checkpoint .*broken"):
         train(small, lambda m, d: None, resume=broken)
     with pytest.raises(CheckpointError, match="model_name='HPCM_Tiny'"):
-        Run(replace(small, model_name="HPCM_Base"), torch.device("cpu")).restore(last)
+        Run(replace(small, model_name="HPCM_Base"), torch.device("cpu"), steps_per_epoch=2).restore(last)
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -117,10 +126,25 @@ def test_corrupt_and_incompatible_checkpoints_are_clear_errors(small, tmp_path):
     ("tau_final", 0.01, "tau_final must be in"), ("delta", -0.1, "delta must be >= 0"),
     ("lmbda", 0.0, "lambda must be > 0"), ("epochs", 0, "epochs must be >= 1"),
     ("model_name", "HPCM_Huge", "unknown model"), ("lmbda", float("nan"), "lambda must be > 0"),
+    ("amp", "fp16", "amp must be one of fp32, bf16"), ("phase2_aligner", "free", "phase2 aligner must be one of"),
+    ("phase1_mask", "box", "phase1 mask must be one of"), ("lmbda", 8.73, "not on the mse scale"),
 ])
 def test_out_of_range_config_values(small, field, value, message):
     with pytest.raises(InputError, match=message):
         replace(small, **{field: value}).validated()
+
+
+def test_ms_ssim_runs_need_ms_ssim_scale_lambdas(small):
+    with pytest.raises(InputError, match="not on the ms-ssim scale"):
+        replace(small, metric="ms-ssim", lmbda=0.013).validated()
+    assert replace(small, metric="ms-ssim", lmbda=8.73).validated()
+
+
+def test_checkpoints_from_before_the_aligner_option_resume_as_joint(small):
+    saved = {k: v for k, v in small.to_dict().items() if k not in ("phase2_aligner", "phase1_mask", "scale_latents")}
+    saved["amp"] = True
+    old = TrainConfig.from_checkpoint(saved)
+    assert (old.phase2_aligner, old.phase1_mask, old.scale_latents, old.amp) == ("joint", "seed", "full", "bf16")
 
 
 def test_lr_schedules():

@@ -37,6 +37,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None   # None: one pass over the training set
     num_workers: int = 2
     seed: int = 0
+    init_weights: str | None = None      # start from these model weights (a plain state_dict), e.g. a warm start
     device: str = "auto"
     amp: str = "fp32"                    # "bf16": autocast on CUDA (opt-in, unvalidated)
     compile: bool = False

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--compile", action="store_true", help="torch.compile the model")
     a("--save_path", default=d.save_path, help="output directory")
     a("--log_dir", default=None, help="W&B directory (default: SAVE_PATH)")
+    a("--init-weights", default=None, help="start from these model weights (plain state_dict), not a resume")
     a("--checkpoint", default=None, help="resume from a training checkpoint, or start from a plain state_dict")
     a("--resume", action="store_true", help=f"resume from SAVE_PATH/{LAST} if it exists")
     g = p.add_argument_group("Phase 1: intra-scale frequency truncation")

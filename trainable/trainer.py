@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import load_file, model_state, save_atomic
+from .checkpoint import load_file, load_weights, model_state, save_atomic
 from .config import TrainConfig
 from .data import ImageFolder, resolve_dataset
 from .errors import CheckpointError, TrainingError
@@ -80,7 +80,10 @@ class Run:
 
     def __init__(self, config: TrainConfig, device: torch.device, steps_per_epoch: int):
         self.config, self.device, self.steps_per_epoch = config, device, steps_per_epoch
-        self.model: nn.Module = create_model(config.model_name).to(device)
+        self.model: nn.Module = create_model(config.model_name)
+        if config.init_weights:
+            load_weights(self.model, config.init_weights)
+        self.model.to(device)
         self.phase1 = (FrequencyTruncation(TauSchedule(config.tau_init, config.tau_final,
                                                        config.truncation_epochs * steps_per_epoch),
                                            config.phase1_mask) if config.phase1_on else None)

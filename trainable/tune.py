@@ -1,39 +1,59 @@
-"""The thin Ray Tune adapter: ``train(config, report)`` as a Tune function trainable.
+"""The thin Ray Tune adapter: one trial trains one configuration at every λ (``train_curve``).
 
 Each epoch's metrics go to ``tune.report`` with the epoch's checkpoint directory; a
 restarted trial (retry after a crash, or ``--resume``) continues from
-``tune.get_checkpoint()``. The trainable is the only place in ``trainable/`` that
-imports Ray.
+``tune.get_checkpoint()``. With two or more GPUs per trial the λ models are spread over
+them. ``annotate(params, metrics) -> dict`` (the search's BD-rate vs off) adds metrics
+before they are reported. This module is the only place in ``trainable/`` that imports Ray.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Callable
 
+import ray
 from ray import tune
 
 from .config import TrainConfig
-from .trainer import LAST, train
+from .curve import CURVE_LAST, CurveConfig, train_curve
+
+Annotate = Callable[[dict, dict], dict]
 
 
-def tune_trainable(config: dict) -> None:
-    """Ray Tune entry point; ``config`` holds :class:`TrainConfig` fields."""
+def trial_devices(gpu_ids: list) -> tuple[str, ...]:
+    """One device per GPU Ray gave the trial (CUDA_VISIBLE_DEVICES renumbers them from 0);
+    () with fewer than two, so every λ model uses ``TrainConfig.device``."""
+    return tuple(f"cuda:{i}" for i in range(len(gpu_ids))) if len(gpu_ids) >= 2 else ()
+
+
+def tune_trainable(config: dict, annotate: Annotate | None = None) -> None:
+    """Ray Tune entry point; ``config`` holds TrainConfig fields plus ``lambdas``,
+    ``configuration`` and ``is_off``."""
     local = Path(tempfile.mkdtemp(prefix="hpcm-trial-"))
-    cfg = replace(TrainConfig.from_dict(config), save_path=str(local), save_best=False)
+    names = {f.name for f in fields(TrainConfig)}
+    lambdas = tuple(float(v) for v in config["lambdas"])
+    values = {k: v for k, v in config.items() if k in names}
+    base = replace(TrainConfig.from_dict({**values, "lmbda": lambdas[0]}), save_path=str(local), save_best=False)
+    curve = CurveConfig(base, lambdas, trial_devices(ray.get_gpu_ids()))
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            shutil.copy2(Path(d) / LAST, local / LAST)
-        resume = local / LAST
+            shutil.copy2(Path(d) / CURVE_LAST, local / CURVE_LAST)
+        resume = local / CURVE_LAST
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        metrics = {**metrics, "node_id": node_id}
+        if annotate is not None:
+            metrics.update(annotate(config, metrics))
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(metrics, checkpoint=ckpt)
 
     try:
-        train(cfg, report, resume=resume)
+        train_curve(curve, report, resume=resume)
     finally:
         shutil.rmtree(local, ignore_errors=True)

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .manifest import EXTENSIONS, list_images, verify_dataset
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+__all__ = ["EXTENSIONS", "ImageFolder", "read_rgb"]
 
 
 def read_rgb(path: Path) -> torch.Tensor:
@@ -30,28 +31,25 @@ class ImageFolder(torch.utils.data.Dataset):
     RNG so ``torch.manual_seed`` (and DataLoader worker seeding) makes them reproducible;
     images smaller than the patch are edge-padded (replicate: valid for any size, unlike
     reflect). Validation items (``train=False``) are whole images. A corrupt file raises
-    :class:`DataError` naming it; :meth:`verify` checks every file up front.
+    :class:`DataError` naming it; :meth:`verify` checks every file up front through the
+    cached dataset manifest (:mod:`.manifest`), so only new or changed files are decoded.
     """
 
     def __init__(self, root: str | Path, patch_size: int | None = 256, train: bool = True):
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"dataset directory not found: {self.root}")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-        if not self.files:
-            raise DataError(f"no images found in {self.root}")
+        self.files = list(list_images(self.root))
         self.patch_size, self.train = patch_size, train
 
     def __len__(self) -> int:
         return len(self.files)
 
     def verify(self) -> None:
-        """Decode every file, raising :class:`DataError` on the first corrupt one.
+        """Check that every file decodes, raising one-line :class:`DataError` on a corrupt one.
 
-        Call before training so a bad file fails the run at once, not hours in.
+        Call before training so a bad file fails the run at once, not hours in. Files
+        unchanged since the manifest last verified them are not decoded again.
         """
-        for path in self.files:
-            read_rgb(path)
+        verify_dataset(self.root)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         x = read_rgb(self.files[index])

@@ -7,6 +7,12 @@ Split (disjoint):
   capped at ``MAX_SIDE`` so CPU epochs stay short).
 - ``val``: chelsea (300×451), colorwheel (370×371), logo (500×500, RGBA → RGB), kept at
   their native sizes: dimensions that are not multiples of the model stride exercise padding.
+  The search chooses configurations on this split.
+- ``test``: motorcycle (left view of ``stereo_motorcycle``, 500×741, colour), coins
+  (303×384), clock (300×400), page (191×384, a scanned text page), greyscale ones stored
+  as RGB; native sizes, none a multiple of 64 on both sides. Held out for
+  ``python -m analysis.evaluate``: small enough that coding it with ~10 Tiny models takes
+  seconds on a CPU, too small (and too grey) to be more than a sanity check of a verdict.
 
 PNGs are written once into ``<cache>/<split>/`` where ``<cache>`` is the ``root``
 argument, else ``$HPCM_TUNE_CACHE/sample``, else ``~/.cache/hpcm-tune/sample``. Each
@@ -29,7 +35,10 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("astronaut", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
               "camera", "brick", "grass", "gravel", "moon"),
     "val": ("chelsea", "colorwheel", "logo"),
+    "test": ("motorcycle", "coins", "clock", "page"),
 }
+# Images whose scikit-image loader has another name or returns more than one array.
+_LOADERS = {"motorcycle": lambda skdata: skdata.stereo_motorcycle()[0]}
 MAX_SIDE = 640  # long side of train images; larger ones are downscaled
 
 
@@ -46,7 +55,8 @@ def _write_split(split: str, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
     try:
         for name in SPLITS[split]:
-            img = Image.fromarray(np.asarray(getattr(skdata, name)())).convert("RGB")
+            load = _LOADERS.get(name, lambda module: getattr(module, name)())
+            img = Image.fromarray(np.asarray(load(skdata))).convert("RGB")
             if split == "train" and max(img.size) > MAX_SIDE:
                 scale = MAX_SIDE / max(img.size)
                 img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
@@ -61,7 +71,7 @@ def _write_split(split: str, target: Path) -> None:
 
 
 def sample_dataset_dir(split: str, root: str | Path | None = None) -> Path:
-    """Folder of the built-in sample ``split`` ("train" or "val"), created on first use."""
+    """Folder of the built-in sample ``split`` ("train", "val" or "test"), created on first use."""
     if split not in SPLITS:
         raise DataError(f"unknown sample split {split!r}; choose one of {', '.join(SPLITS)}")
     target = cache_root(root) / split

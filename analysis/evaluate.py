@@ -1,0 +1,214 @@
+"""Code a held-out test set with the best configurations' final models, per image.
+
+    python -m analysis.evaluate EXPERIMENT_DIR [--dataset DIR] [--top K] [--device auto|cpu|cuda]
+
+Picks off plus the ``K`` configurations with the lowest mean validation ``rd_score``
+(TERMINATED trials only; configurations ASHA stopped never enter; rules in
+:mod:`analysis.points`), loads every seed's ``model_final_lambda=<λ>.pth.tar`` from the
+trial's latest checkpoint directory, codes every test image with real bitstreams
+(``model.compress``, bits = 8 × total payload bytes) and decodes it (``model.decompress``),
+and writes ``EXPERIMENT_DIR/evaluation/points.csv``: one row per configuration × seed × λ
+× image with ``bpp`` (real), ``est_bpp`` (the entropy model's estimate), ``psnr`` and
+``ms_ssim_db`` (of the decoded image clamped to [0, 1]; MS-SSIM is NaN for images with a
+side under 161 px). ``evaluation/evaluation.json`` records the test set. Rows already in
+points.csv are kept (an interrupted evaluation resumes; a larger ``--top`` adds
+configurations). The default test set is the built-in ``test`` split. Bad input: one line
+on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .cli import ArgumentParser, run
+from .errors import AnalysisError
+from .experiment import CONFIG_PREFIX, load_experiment
+from .points import eligible_trials, evaluation_file, ranking, select_configurations
+
+DEFAULT_TOP = 5
+COLUMNS = ("configuration", "is_off", "seed", "lmbda", "image", "height", "width", "bpp", "est_bpp", "psnr",
+           "ms_ssim_db", "trial_id", "encode_s", "decode_s")
+CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None, top: int = DEFAULT_TOP,
+             device: str = "auto", log=print) -> Path:
+    """Write (or complete) ``EXPERIMENT_DIR/evaluation/points.csv`` and return its path."""
+    import torch
+
+    from trainable.data import dataset_manifest, resolve_dataset
+
+    experiment = load_experiment(experiment_dir)
+    chosen = select_configurations(experiment, top)
+    trials = eligible_trials(experiment)
+    trials = trials[trials["configuration"].isin(chosen)].sort_values(
+        ["configuration", "seed"], key=lambda c: c.map(chosen.index) if c.name == "configuration" else c)
+    manifest = dataset_manifest(resolve_dataset(dataset, "test"))
+    images = [(path, path.relative_to(manifest.root).as_posix(), size)
+              for path, size in zip(manifest.files, manifest.sizes)]
+    out = evaluation_file(experiment_dir)
+    _check_same_set(out.parent / "evaluation.json", manifest.root, images)
+    _write_json(out.parent / "evaluation.json", {
+        "dataset": str(manifest.root),
+        "images": [{"image": name, "width": w, "height": h} for _, name, (w, h) in images],
+        "top": top, "configurations": chosen,
+        "ranking": ranking(experiment).to_dict("records"),
+    })
+    done = _read_points(out)
+    have = set(zip(done["trial_id"], pd.to_numeric(done["lmbda"]).round(12), done["image"]))
+    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device == "auto" else device))
+    jobs = [(trial, lmbda) for trial in trials.to_dict("records") for lmbda in _lambdas(trial)]
+    log(f"evaluating {len(chosen)} configurations ({', '.join(chosen)}), {len(trials)} trials, "
+        f"{len(jobs)} models on {len(images)} images of {manifest.root} ({target})")
+    rows = done.to_dict("records")
+    for number, (trial, lmbda) in enumerate(jobs, start=1):
+        todo = [image for image in images if (trial["trial_id"], round(lmbda, 12), image[1]) not in have]
+        if not todo:
+            continue
+        start = time.perf_counter()
+        new = _code(trial, lmbda, todo, target)
+        rows += new
+        _write_points(out, rows)
+        mean = pd.DataFrame(new)[["bpp", "psnr"]].mean()
+        log(f"[{number}/{len(jobs)}] {trial['configuration']} seed {trial['seed']} λ={lmbda:g}: {len(new)} images, "
+            f"{mean['bpp']:.4f} bpp, {mean['psnr']:.2f} dB ({time.perf_counter() - start:.1f} s)")
+    if not rows:
+        _write_points(out, rows)
+    return out
+
+
+def _code(trial: dict, lmbda: float, images: list, device) -> list[dict]:
+    """Load one λ model of one trial and code ``images`` with it."""
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    from trainable.codec import load_image, prepare_model, psnr
+    from trainable.loss import MS_SSIM_MIN_SIDE, RateDistortionLoss, ms_ssim_db
+
+    model = prepare_model(str(trial[CONFIG_PREFIX + "model_name"]), str(_final_model(trial, lmbda)), str(device))
+    estimate = RateDistortionLoss(lmbda)
+    rows = []
+    with torch.no_grad():
+        for path, name, (width, height) in images:
+            x = load_image(path).to(device)
+            est_bpp = float(estimate(model(x), x)["bpp"])
+            start = time.perf_counter()
+            coded = model.compress(x)
+            encode_s = time.perf_counter() - start
+            x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"].clamp(0, 1)
+            decode_s = time.perf_counter() - start - encode_s
+            bits = 8 * sum(len(s) for s in coded["strings"])
+            quality = (ms_ssim_db(float(ms_ssim(x_hat, x, data_range=1.0)))
+                       if min(height, width) >= MS_SSIM_MIN_SIDE else float("nan"))
+            rows.append({
+                "configuration": trial["configuration"], "is_off": bool(trial["is_off"]), "seed": trial["seed"],
+                "lmbda": lmbda, "image": name, "height": height, "width": width, "bpp": bits / (height * width),
+                "est_bpp": est_bpp, "psnr": psnr(x_hat, x), "ms_ssim_db": quality, "trial_id": trial["trial_id"],
+                "encode_s": encode_s, "decode_s": decode_s,
+            })
+    return rows
+
+
+def _lambdas(trial: dict) -> list[float]:
+    raw = trial.get(CONFIG_PREFIX + "lambdas")
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+        return [float(x) for x in values]
+    except (TypeError, ValueError):
+        raise AnalysisError(f"trial {trial['trial_id']}: params.json has no 'lambdas' list") from None
+
+
+def _final_model(trial: dict, lmbda: float) -> Path:
+    """``model_final_lambda=<λ>.pth.tar`` in the trial's latest checkpoint directory holding it."""
+    from trainable.curve import final_model_name
+
+    name = final_model_name(lmbda)
+    folder = Path(trial["trial_dir"])
+    checkpoints = sorted((int(m.group(1)), d) for d in folder.iterdir()
+                         if d.is_dir() and (m := CHECKPOINT_DIR.match(d.name)))
+    for _, checkpoint in reversed(checkpoints):
+        if (checkpoint / name).is_file():
+            return checkpoint / name
+    raise AnalysisError(f"trial {trial['trial_id']} ({trial['configuration']}, seed {trial['seed']}): no {name} in "
+                        f"any checkpoint_* directory of {folder}")
+
+
+def _check_same_set(info_file: Path, root: Path, images: list) -> None:
+    if not info_file.is_file():
+        return
+    try:
+        info = json.loads(info_file.read_text())
+        before = (info["dataset"], [entry["image"] for entry in info["images"]])
+    except (ValueError, KeyError, TypeError):
+        raise AnalysisError(f"unreadable {info_file}; remove the evaluation folder to start again") from None
+    if before != (str(root), [name for _, name, _ in images]):
+        raise AnalysisError(f"{info_file.parent} holds an evaluation on {before[0]} ({len(before[1])} images); "
+                            f"move it away to evaluate on {root} ({len(images)} images)")
+
+
+def _read_points(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        points = pd.read_csv(path, dtype={"trial_id": str, "configuration": str, "image": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"unreadable {path}: {exc}".splitlines()[0]) from None
+    missing = [column for column in COLUMNS if column not in points]
+    if missing:
+        raise AnalysisError(f"{path} has no '{missing[0]}' column; remove it to start again")
+    return points[list(COLUMNS)]
+
+
+def _write_points(path: Path, rows: list[dict]) -> None:
+    _atomic(path, pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _atomic(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    from trainable.errors import InputError
+
+    def body() -> Path:
+        args = _parser().parse_args(argv)
+        return evaluate(args.experiment, args.dataset, args.top, args.device)
+
+    return run("analysis.evaluate", body, errors=(InputError,))
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="experiment directory (STORAGE/NAME of search.run)")
+    parser.add_argument("--dataset", help="test image folder (default: the built-in test split)")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP,
+                        help=f"configurations besides off, best validation rd_score first (default {DEFAULT_TOP})")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

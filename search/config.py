@@ -1,0 +1,104 @@
+"""``SearchConfig``: everything one experiment needs, typed and validated (no argparse below the CLI)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from trainable.errors import InputError
+
+from .presets import PRESETS, default_preset
+
+SCHEDULERS = ("auto", "fifo", "asha")    # auto: FIFO for enumerated spaces, ASHA for Optuna ones
+SEARCHERS = ("auto", "grid", "optuna", "random")   # auto: grid if the space is only choices, else optuna
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: str                                    # a registered space or a .yaml/.json file
+    preset: str = "cpu-smoke"
+    name: str | None = None                       # default: the space's name
+    storage_path: str = "ray_results"             # a path, or a URI (s3://, gs://) for clusters
+    resume: bool = False
+    # search
+    searcher: str = "auto"
+    scheduler: str = "auto"
+    num_samples: int = 4                          # configurations to train (Optuna / random)
+    seeds: int = 1                                # every configuration, off included, with this many seeds
+    seed: int = 0                                 # first training seed; also seeds the searcher
+    max_epochs: int = 6
+    grace_epochs: int = 2                         # ASHA grace (raised to cover Phase 1)
+    reduction_factor: float = 2.0
+    lambdas: tuple[float, ...] | None = None      # None: the space's
+    # training
+    model: str | None = None                      # None: the space's model, else the preset's
+    batch_size: int = 8
+    patch_size: int = 128
+    steps_per_epoch: int | None = 16
+    learning_rate: float = 3e-3
+    train_dataset: str | None = None              # None: the built-in sample train split
+    test_dataset: str | None = None               # validation folder; None: the built-in val split
+    # resources
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    trial_resources: dict[str, float] = field(default_factory=dict)   # custom Ray resources per trial
+    max_concurrent: int = 2
+    max_failures: int = 1
+    address: str | None = None                    # an existing Ray cluster
+    dashboard_host: str = "127.0.0.1"
+    # logging
+    wandb: bool = False
+    wandb_mode: str | None = None                 # None: $WANDB_MODE, else offline
+    wandb_project: str = "hpcm-tune"
+
+    @classmethod
+    def create(cls, space: str, preset: str | None = None, **overrides: Any) -> "SearchConfig":
+        """The preset's budget with ``overrides`` (None values ignored), validated."""
+        preset = preset or default_preset()
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"unknown search settings: {', '.join(unknown)}")
+        values = {k: v for k, v in PRESETS[preset].items() if k != "model"}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("lambdas") is not None:
+            values["lambdas"] = tuple(float(v) for v in values["lambdas"])
+        return cls(space=space, preset=preset, **values).validated()
+
+    @property
+    def preset_model(self) -> str:
+        return PRESETS[self.preset]["model"]
+
+    def validated(self) -> "SearchConfig":
+        checks = [
+            (self.searcher in SEARCHERS, f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
+            (self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"),
+            (self.num_samples >= 1, f"--num-samples must be >= 1, got {self.num_samples}"),
+            (self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}"),
+            (self.max_epochs >= 1, f"--max-epochs must be >= 1, got {self.max_epochs}"),
+            (self.grace_epochs >= 1, f"--grace-epochs must be >= 1, got {self.grace_epochs}"),
+            (self.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {self.max_concurrent}"),
+            (self.max_failures >= 0, f"--max-failures must be >= 0, got {self.max_failures}"),
+            (self.reduction_factor > 1, f"--reduction-factor must be > 1, got {self.reduction_factor}"),
+            (self.cpus_per_trial > 0 and self.gpus_per_trial >= 0,
+             "--cpus-per-trial must be > 0 and --gpus-per-trial >= 0"),
+            (self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer(),
+             f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial}"),
+            (all(isinstance(v, (int, float)) and v >= 0 for v in self.trial_resources.values()),
+             "--trial-resources must map names to numbers >= 0"),
+            (self.lambdas is None or (len(self.lambdas) > 0 and all(math.isfinite(v) and v > 0 for v in self.lambdas)),
+             f"--lambdas must be positive numbers, got {self.lambdas}"),
+            (len(set(self.lambdas or ())) == len(self.lambdas or ()), f"--lambdas repeats a value: {self.lambdas}"),
+            (self.wandb_mode in (None, "offline", "online"), f"--wandb-mode must be offline or online"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lambdas"] = list(self.lambdas) if self.lambdas is not None else None
+        return out
