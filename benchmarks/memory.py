@@ -15,23 +15,16 @@ import sys
 import torch
 
 from trainable.config import TrainConfig
-from trainable.loss import RateDistortionLoss
-from trainable.trainer import Run
+from trainable.trainer import Run, train_step
 
 
 def _one(model: str, batch: int, phase2: bool, device: str) -> float:
     dev = torch.device(device)
-    run = Run(TrainConfig(model_name=model, phase2_reg=phase2), dev)
-    criterion = RateDistortionLoss(0.013)
+    run = Run(TrainConfig(model_name=model, phase2_reg=phase2), dev, steps_per_epoch=2)
+    run.model.train()
     x = torch.rand(batch, 3, 256, 256, device=dev)
     for _ in range(2):
-        out = run.model(x, return_scale_latents=phase2)
-        loss = criterion(out, x)["loss"]
-        if phase2:
-            loss = loss + run.regularizer(out["scale_latents"], out["scale_new_masks"])[0]
-        run.optimizer.zero_grad()
-        loss.backward()
-        run.optimizer.step()
+        train_step(run, x, phase2)
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

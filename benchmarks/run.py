@@ -54,7 +54,8 @@ def main() -> None:
         "memory_phase2": memory.measure(models[-1], 2, str(device)),
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    rows = [(f"regularizers on/off step time ({r['model']})", r["ratio_on_over_off"]) for r in results["regularizers_on_off"]]
+    rows = [(f"regularizers on/off step time ({r['model']}, {aligner} aligner)", ratio)
+            for r in results["regularizers_on_off"] for aligner, ratio in r["ratio_on_over_off"].items()]
     official = results["ours_vs_official"]
     rows.append(("official/ours step time (HPCM_Base)", official.get("speedup_official_over_ours", official.get("skipped"))))
     rows.append(("Tune trial time/plain loop", results["tune_vs_plain"]["ratio_trial_over_plain"]))

@@ -81,6 +81,35 @@ def test_damaged_bitstreams_are_rejected_before_decoding(codec_model, damage, me
         CodedImage.from_bytes(damage(_file(codec_model)))
 
 
+def test_container_holds_any_number_of_payloads():
+    for payloads in ([], [b"z"], [b"", b"ab", b"c" * 300, b"d", b"e"]):
+        coded = CodedImage("DHIC_Tiny", (70, 90), payloads)
+        assert CodedImage.from_bytes(coded.to_bytes()) == coded
+    with pytest.raises(ValueError, match="at most 255 payloads"):
+        CodedImage("DHIC_Tiny", (70, 90), [b""] * 256).to_bytes()
+
+
+def test_version_1_files_stay_readable_and_other_versions_are_refused():
+    """A file laid out by hand as documented for version 1 (the layout has not changed)."""
+    import struct
+    import zlib
+
+    head = b"HPCM" + struct.pack(">BB", 1, 9) + b"HPCM_Tiny" + struct.pack(">IIB", 20, 30, 2) + struct.pack(">II", 3, 1)
+    body = b"abcd"
+    data = head + struct.pack(">I", zlib.crc32(head + body)) + body
+    assert CodedImage.from_bytes(data) == CodedImage("HPCM_Tiny", (20, 30), [b"abc", b"d"])
+    with pytest.raises(BitstreamError, match="unsupported bitstream format version 2"):
+        CodedImage.from_bytes(data[:4] + b"\x02" + data[5:])
+
+
+def test_payload_count_and_model_are_checked_against_the_decoding_model():
+    model = tiny_model()
+    with pytest.raises(BitstreamError, match="bitstream has 5 payloads, HPCM_Tiny writes 2"):
+        decode(model, CodedImage("HPCM_Tiny", (64, 64), [b"x"] * 5))
+    with pytest.raises(BitstreamError, match="made by DHIC_Tiny, not HPCM_Tiny"):
+        decode(model, CodedImage("DHIC_Tiny", (64, 64), [b"x"] * 5))
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "trainable.codec", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
@@ -117,6 +146,9 @@ def test_codec_cli_round_trip_and_errors(tmp_path, codec_model):
 
     r = _cli("encode", str(src), "-o", str(bits), "--model", "HPCM_Base", "--checkpoint", str(ckpt), cwd=root)
     assert r.returncode == 2 and "does not fit model HPCM_Base" in r.stderr
+
+    r = _cli("encode", str(src), "-o", str(bits), "--model", "HPCM_Huge", "--checkpoint", str(ckpt), cwd=root)
+    assert r.returncode == 2 and "invalid choice: 'HPCM_Huge'" in r.stderr and "DHIC_Tiny" in r.stderr
 
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"\x89PNG not really")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainable.models import MODEL_NAMES, create_model
+from trainable.models import CompressionModel, create_model, model_names
 
 from .helpers import image, tiny_model
 
@@ -33,7 +33,15 @@ def test_official_checkpoint_with_filled_cdf_tables_loads_strictly():
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'HPCM_Huge'"):
         create_model("HPCM_Huge")
-    assert set(MODEL_NAMES) == {"HPCM_Base", "HPCM_Large", "HPCM_Tiny"}
+    assert {"HPCM_Base", "HPCM_Large", "HPCM_Tiny"} <= set(model_names())
+
+
+def test_hpcm_states_the_model_interface():
+    model = create_model("HPCM_Tiny")
+    assert isinstance(model, CompressionModel) and model.name == "HPCM_Tiny"
+    assert (model.num_scales, model.scale_channels, model.num_payloads) == (3, (32, 32, 32), 2)
+    assert model.coding_multiple == model.cfg.multiple == 128
+    assert not any("scale" in k and "channels" in k for k in model.state_dict())   # attributes, not weights
 
 
 def test_forward_returns_compressai_convention_and_scale_latents_with_gradients():

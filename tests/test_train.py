@@ -191,3 +191,18 @@ def test_a_corrupt_training_image_is_named_before_training_starts(small, tmp_pat
     with pytest.raises(DataError, match="corrupt image: .*broken.png"):
         train(replace(small, train_dataset=str(data)), lambda m, d: reports.append(m))
     assert reports == [] and not (Path(small.save_path) / LAST).exists()
+
+
+def test_repel_makes_scales_less_predictable_and_attract_more(small):
+    """100 steps of HPCM_Tiny at δ = 1, same seed: the held-out inter-scale R² moves the
+    way the sign says, against the same run with Phase 2 off (measured: s1_s2 .813 / .875 /
+    .905, s2_s3 .948 / .964 / .973 for repel / off / attract)."""
+    base = replace(small, epochs=2, steps_per_epoch=50, batch_size=4, delta=1.0)
+    r2 = {}
+    for name, overrides in (("off", {}), ("repel", dict(phase2_reg=True, phase2_sign="repel")),
+                            ("attract", dict(phase2_reg=True, phase2_sign="attract"))):
+        cfg = replace(base, save_path=f"{small.save_path}-{name}", **overrides)
+        last = _collect(cfg)[-1][0]
+        r2[name] = [last[f"val_inter_scale_r2_{pair}"] for pair in ("s1_s2", "s2_s3")]
+    for pair in range(2):
+        assert r2["repel"][pair] < r2["off"][pair] < r2["attract"][pair], r2

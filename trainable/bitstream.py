@@ -8,6 +8,11 @@ Layout (big-endian)::
 The CRC32 covers every byte except itself, so a truncated or corrupted file is
 rejected before any entropy decoding (which on garbage could return a silently
 wrong image).
+
+The container holds any number of payloads (0-255): the model decides how many it
+writes (HPCM 2: y, z; DHIC 5: z, y1..y4) and the codec checks the count against the
+model that decodes the file. The layout has not changed since version 1, so every
+file written so far stays readable; other versions are refused with a clear error.
 """
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ class CodedImage:
 
     def to_bytes(self) -> bytes:
         name = self.model_name.encode()
+        if not 0 < len(name) <= 255:
+            raise ValueError(f"model name must be 1-255 bytes of UTF-8, got {len(name)}")
+        if len(self.payloads) > 255:
+            raise ValueError(f"at most 255 payloads fit the header, got {len(self.payloads)}")
+        if any(len(p) >= 2**32 for p in self.payloads) or not all(0 < s < 2**32 for s in self.size):
+            raise ValueError("payload lengths and image sides must fit in 32 bits (sides > 0)")
         head = MAGIC + struct.pack(">BB", VERSION, len(name)) + name + struct.pack(">II", *self.size)
         head += struct.pack(">B", len(self.payloads)) + b"".join(struct.pack(">I", len(p)) for p in self.payloads)
         body = b"".join(self.payloads)

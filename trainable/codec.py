@@ -4,6 +4,7 @@
     python -m trainable.codec decode FILE -o OUT.png --checkpoint CKPT
     python -m trainable.codec demo [--model HPCM_Tiny] [--checkpoint CKPT]
 
+Any registered model works (``trainable.models.model_names()``); the file records which.
 CKPT is a plain state_dict (the official releases) or one of our training checkpoints.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .bitstream import CodedImage
 from .checkpoint import load_weights
 from .cli import OneLineParser, run_cli
 from .errors import BitstreamError, InputError
-from .models import HPCM, create_model
+from .models import CompressionModel, create_model, model_names
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -42,7 +43,7 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
     Image.fromarray(array).save(path)
 
 
-def prepare_model(name: str, checkpoint: str | None, device: str = "cpu") -> HPCM:
+def prepare_model(name: str, checkpoint: str | None, device: str = "cpu") -> CompressionModel:
     """Model in eval mode with weights loaded (if given) and entropy tables built."""
     model = create_model(name)
     if checkpoint:
@@ -52,16 +53,22 @@ def prepare_model(name: str, checkpoint: str | None, device: str = "cpu") -> HPC
     return model
 
 
-def encode(model: HPCM, x: torch.Tensor) -> CodedImage:
-    out = model.compress(x.to(model.scales_hyper.device))
+def _device(model: CompressionModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode(model: CompressionModel, x: torch.Tensor) -> CodedImage:
+    out = model.compress(x.to(_device(model)))
     return CodedImage(model.name, tuple(out["shape"]), list(out["strings"]))
 
 
-def decode(model: HPCM, coded: CodedImage) -> torch.Tensor:
+def decode(model: CompressionModel, coded: CodedImage) -> torch.Tensor:
+    """Refuses a file made by another model, or one whose payload count the model does not write."""
     if coded.model_name != model.name:
         raise BitstreamError(f"bitstream was made by {coded.model_name}, not {model.name}")
-    if len(coded.payloads) != 2:
-        raise BitstreamError(f"bitstream has {len(coded.payloads)} payloads, HPCM writes 2")
+    expected = getattr(model, "num_payloads", None)
+    if expected is not None and len(coded.payloads) != expected:
+        raise BitstreamError(f"bitstream has {len(coded.payloads)} payloads, {model.name} writes {expected}")
     return model.decompress(coded.payloads, coded.size)["x_hat"]
 
 
@@ -118,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     enc = sub.add_parser("encode", help="image → .hpcm bitstream")
     enc.add_argument("image")
     enc.add_argument("-o", "--output", required=True)
-    enc.add_argument("--model", default="HPCM_Base", help="HPCM_Base | HPCM_Large | HPCM_Tiny (default: %(default)s)")
+    enc.add_argument("--model", default="HPCM_Base", choices=model_names(), help="default: %(default)s")
     dec = sub.add_parser("decode", help=".hpcm bitstream → PNG (the model name is read from the file)")
     dec.add_argument("bitstream")
     dec.add_argument("-o", "--output", required=True)
     demo = sub.add_parser("demo", help="code the built-in sample validation images")
-    demo.add_argument("--model", default="HPCM_Tiny")
+    demo.add_argument("--model", default="HPCM_Tiny", choices=model_names())
     for p, required in ((enc, True), (dec, True), (demo, False)):
         p.add_argument("--checkpoint", required=required, help="plain state_dict or training checkpoint")
         p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")

@@ -95,6 +95,7 @@ class Run:
         if self.phase2 is not None and any(True for _ in self.phase2.parameters()):
             groups.append({"params": self.phase2.parameters()})   # the aligners learn with the model
         self.optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.criterion = RateDistortionLoss(config.lmbda, config.metric, with_ms_ssim=True)
         self.epoch, self.global_step, self.best_val_loss = 0, 0, math.inf
         self.forward = torch.compile(self.model) if config.compile else self.model
@@ -180,43 +181,47 @@ def _batches(loader: DataLoader, steps: int):
                 return
 
 
+def train_step(run: Run, x: torch.Tensor, phase2: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One optimizer step on batch ``x``: Phase 1 low-passes it (input and target alike) at
+    this step's tau, Phase 2 adds the inter-scale term. Returns (RD terms, Phase 2 terms)."""
+    if run.phase1 is not None:
+        x = run.phase1.batch(x, run.global_step)
+    with _autocast(run.device, run.config.amp):
+        out = run.forward(x, return_scale_latents=phase2)
+    rd = run.criterion(out, x)
+    loss, extra = rd["loss"], {}
+    if phase2:
+        reg, pairs = run.phase2(out["scale_latents"], out.get("scale_new_masks"))
+        loss = loss + reg
+        extra = {"inter_scale_reg": reg, **{f"inter_scale_{name}": d for name, d in pairs.items()}}
+    run.global_step += 1
+    if not torch.isfinite(loss):
+        raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {run.epoch + 1}, step {run.global_step}")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.clip_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.parameters, run.config.clip_max_norm)
+    run.optimizer.step()
+    return rd, extra
+
+
 def train_epoch(run: Run, loader: DataLoader, phase2: bool) -> dict[str, float]:
-    """One epoch of RD training; Phase 1 low-passes each batch (input and target alike) at
-    that step's tau, Phase 2 adds the inter-scale term."""
-    cfg, model = run.config, run.model
-    model.train()
+    """One epoch of RD training; metrics are averages over its images."""
+    run.model.train()
     sums: dict[str, torch.Tensor | float] = defaultdict(float)   # tensors: no device sync per step
     images, start, tau = 0, time.perf_counter(), None
-    params = [p for group in run.optimizer.param_groups for p in group["params"]]
     for x in tqdm(_batches(loader, run.steps_per_epoch), total=run.steps_per_epoch, desc=f"epoch {run.epoch + 1}",
                   leave=False, disable=None):
-        x = x.to(run.device, non_blocking=True)
         if run.phase1 is not None:
             tau = run.phase1.schedule.tau(run.global_step) or tau
-            x = run.phase1.batch(x, run.global_step)
-        with _autocast(run.device, cfg.amp):
-            out = run.forward(x, return_scale_latents=phase2)
-        rd = run.criterion(out, x)
-        loss = rd["loss"]
-        if phase2:
-            reg, pairs = run.phase2(out["scale_latents"], out.get("scale_new_masks"))
-            loss = loss + reg
-            sums["inter_scale_reg"] += reg.detach() * len(x)
-            for name, value in pairs.items():
-                sums[f"inter_scale_{name}"] += value.detach() * len(x)
-        run.global_step += 1
-        if not torch.isfinite(loss):
-            raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {run.epoch + 1}, step {run.global_step}")
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_max_norm)
-        run.optimizer.step()
+        rd, extra = train_step(run, x.to(run.device, non_blocking=True), phase2)
         for key, value in rd.items():
+            sums[f"train_{key}"] += value.detach() * len(x)
+        for key, value in extra.items():
             sums[key] += value.detach() * len(x)
         images += len(x)
     seconds = time.perf_counter() - start
-    metrics = {f"train_{k}" if not k.startswith("inter_scale") else k: float(v) / images for k, v in sums.items()}
+    metrics = {k: float(v) / images for k, v in sums.items()}
     metrics.update(tau=tau, epoch_seconds=seconds, images_per_s=images / seconds)
     metrics.setdefault("inter_scale_reg", 0.0)
     return metrics

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import nn
 
 from ..entropy import GeneralizedGaussian, RansTables, decode_symbols, encode_symbols
-from .config import HPCMConfig
+from .config import HPCMConfig, preset
 from .context import CrossAttentionCell, SpatialPrior
 from .layers import conv1x1
+from .ops import crop_to, in_weight_format, pad_to_multiple, padded_size, ste_round
+from .registry import register_model
 from .schedule import S1_PHASE, S2_PHASE, Schedule, schedule, subsample, upsample
 from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
 
@@ -39,29 +40,10 @@ def default_scale_table() -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(0.12), math.log(64.0), 60))
 
 
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Round with a straight-through gradient."""
-    return (torch.round(x) - x).detach() + x
-
-
 def uniform_noise(t: torch.Tensor) -> torch.Tensor:
     """U(-0.5, 0.5) noise drawn in logical (NCHW) order whatever ``t``'s memory format,
     so a seed gives the same noise as the official model's."""
     return torch.empty(t.shape, dtype=t.dtype, device=t.device).uniform_(-0.5, 0.5)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad H and W symmetrically up to a multiple (the official test protocol)."""
-    h, w = x.shape[-2:]
-    dh, dw = -h % multiple, -w % multiple
-    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)) if dh or dw else x
-
-
-def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`pad_to_multiple`."""
-    h, w = size
-    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top:top + h, left:left + w]
 
 
 @dataclass
@@ -82,6 +64,15 @@ class _Decoded:
 
 
 class HPCM(nn.Module):
+    """HPCM behind the :class:`~trainable.models.interface.CompressionModel` interface.
+
+    Its three scales are nested polyphase subsets of one latent y (M channels each);
+    ``compress`` writes two payloads, y then z.
+    """
+
+    num_scales = 3
+    num_payloads = 2
+
     def __init__(self, cfg: HPCMConfig, name: str = "HPCM_custom"):
         super().__init__()
         M, N = cfg.M, cfg.N
@@ -103,6 +94,14 @@ class HPCM(nn.Module):
         self.attn_s1, self.attn_s2, self.attn_s3 = (
             CrossAttentionCell(2 * M, window, cfg.heads) for window in cfg.windows)
         self.context_net = nn.ModuleList(conv1x1(2 * M, 2 * M) for _ in range(2))
+
+    @property
+    def scale_channels(self) -> tuple[int, ...]:
+        return (self.cfg.M,) * self.num_scales
+
+    @property
+    def coding_multiple(self) -> int:
+        return self.cfg.multiple
 
     # ------------------------------------------------------------------ training / eval
     def forward(self, x: torch.Tensor, return_scale_latents: bool = False) -> dict:
@@ -146,10 +145,7 @@ class HPCM(nn.Module):
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Pad to the coding multiple, in the memory format of the weights (see ``create_model``)."""
-        x = pad_to_multiple(x, self.cfg.multiple)
-        if self.g_a.branch[0].weight.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return in_weight_format(pad_to_multiple(x, self.cfg.multiple), self.g_a.branch[0].weight)
 
     @staticmethod
     def _scale_targets(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -273,8 +269,7 @@ class HPCM(nn.Module):
     def decompress(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
         """Decode what :meth:`compress` produced; returns {"x_hat": [1,3,H,W] in [0,1]}."""
         tables_z, tables_y = self._tables()
-        m = self.cfg.multiple
-        h, w = (-(-s // m) * m for s in shape)
+        h, w = padded_size(shape, self.cfg.multiple)
         z_shape = (1, self.cfg.N, h // 64, w // 64)
         decoder = RansDecoder()
         decoder.set_stream(strings[1])
@@ -291,3 +286,19 @@ class HPCM(nn.Module):
 
     def _z_indexes(self, shape) -> torch.Tensor:
         return torch.arange(shape[1], device=self.scales_hyper.device).view(1, -1, 1, 1).expand(*shape)
+
+
+# One factory per preset; the literal names are what ``model_names()`` reads without importing this module.
+@register_model("HPCM_Base")
+def hpcm_base(**overrides) -> HPCM:
+    return HPCM(preset("HPCM_Base", **overrides), name="HPCM_Base")
+
+
+@register_model("HPCM_Large")
+def hpcm_large(**overrides) -> HPCM:
+    return HPCM(preset("HPCM_Large", **overrides), name="HPCM_Large")
+
+
+@register_model("HPCM_Tiny")
+def hpcm_tiny(**overrides) -> HPCM:
+    return HPCM(preset("HPCM_Tiny", **overrides), name="HPCM_Tiny")

@@ -1,0 +1,138 @@
+"""DHIC-style model: scales, gradients, real bitstreams equal to the eval forward, rate fidelity."""
+import pytest
+import torch
+
+from trainable.bitstream import CodedImage
+from trainable.checkpoint import save_atomic
+from trainable.codec import decode, encode, load_image, save_image
+from trainable.codec import main as codec_main
+from trainable.models import create_model
+
+from .helpers import image
+
+
+def _bits(likelihoods) -> torch.Tensor:
+    return sum(-torch.log2(l).sum() for l in likelihoods.values())
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """DHIC_Tiny fitted for 60 Adam steps (the last 20 at a tenth of the rate, to settle the scales):
+    its entropy parameters then match its latents, as in a trained model."""
+    torch.manual_seed(0)
+    model = create_model("DHIC_Tiny").train()
+    x = torch.cat([image(128, 128, seed=s) for s in range(2)])
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    for step in range(60):
+        if step == 40:
+            for group in optimizer.param_groups:
+                group["lr"] = 3e-4
+        out = model(x)
+        loss = 0.2 * 255**2 * torch.mean((out["x_hat"] - x) ** 2) + _bits(out["likelihoods"]) / x[:, 0].numel()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval().update()
+    return model
+
+
+def test_base_has_the_papers_four_scales():
+    model = create_model("DHIC_Base").eval()
+    assert (model.num_scales, model.scale_channels, model.coding_multiple) == (4, (320, 256, 128, 64), 64)
+    with torch.no_grad():
+        latents = model(image(64, 128), return_scale_latents=True)["scale_latents"]
+    assert [tuple(t.shape) for t in latents] == [(1, 320, 1, 2), (1, 256, 2, 4), (1, 128, 4, 8), (1, 64, 8, 16)]
+
+
+def test_tiny_shapes_per_scale():
+    model = create_model("DHIC_Tiny").train()
+    x = image(128, 192).repeat(2, 1, 1, 1)
+    out = model(x, return_scale_latents=True)
+    assert out["x_hat"].shape == x.shape
+    channels = model.scale_channels
+    expected = [(2, c, 128 // s, 192 // s) for c, s in zip(channels, (64, 32, 16, 8))]
+    assert [tuple(t.shape) for t in out["scale_latents"]] == expected
+    assert {k: tuple(v.shape) for k, v in out["likelihoods"].items() if k != "z"} == {
+        f"y{i + 1}": shape for i, shape in enumerate(expected)}
+    assert tuple(out["likelihoods"]["z"].shape[-2:]) == (1, 2)          # hyperprior: half the top scale, rounded up
+    assert "scale_new_masks" not in out                                  # distinct tensors: every position is new
+
+
+def test_gradients_reach_every_scale():
+    model = create_model("DHIC_Tiny").train()
+    x = image(128, 128).repeat(2, 1, 1, 1)
+    out = model(x, return_scale_latents=True)
+    for t in out["scale_latents"]:                    # each scale latent carries gradient to the encoder
+        model.zero_grad()
+        t.pow(2).mean().backward(retain_graph=True)
+        assert model.stem[0].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    (torch.mean((out["x_hat"] - x) ** 2) + _bits(out["likelihoods"])).backward()
+    for i, level in enumerate(model.levels):          # and the RD loss trains every scale's modules
+        for part in ("prior", "posterior", "merge") + (("up",) if i else ()):
+            grads = [p.grad for p in getattr(level, part).parameters()]
+            assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, (i, part)
+
+
+@pytest.mark.parametrize("h,w", [(70, 90), (130, 97), (64, 64)])
+def test_decode_equals_eval_forward(fitted, h, w):
+    x = image(h, w, seed=2)
+    coded = CodedImage.from_bytes(encode(fitted, x).to_bytes())
+    assert len(coded.payloads) == fitted.num_payloads == 5
+    x_dec = decode(fitted, coded)
+    with torch.no_grad():
+        x_fwd = fitted(x)["x_hat"].clamp(0, 1)
+    assert x_dec.shape == x.shape
+    assert (x_dec - x_fwd).abs().max().item() <= 1e-6
+
+
+def test_real_rate_within_two_percent_of_estimate(fitted):
+    real = est = 0.0
+    for seed in (0, 7):
+        x = image(256, 256, seed=seed)
+        real += 8 * sum(len(p) for p in encode(fitted, x).payloads)
+        with torch.no_grad():
+            est += _bits(fitted(x)["likelihoods"]).item()
+    assert est / (2 * 256 * 256) > 0.1, "test model should code at a realistic rate"
+    assert abs(real - est) / est < 0.02
+
+
+def test_update_and_weights_round_trip(fitted):
+    x = image(64, 128, seed=4)
+    with torch.no_grad():
+        before = fitted(x)["x_hat"]
+        fitted.update()                                   # tables only: the forward does not change
+        assert torch.equal(before, fitted(x)["x_hat"])
+    copy = create_model("DHIC_Tiny")
+    copy.load_state_dict(fitted.state_dict())            # tables of any size load strictly
+    assert encode(copy.eval(), x).payloads == encode(fitted, x).payloads
+
+
+def test_codec_cli_round_trip(tmp_path, fitted):
+    """The CLI in-process (its subprocess behaviour is tested with HPCM in test_codec.py)."""
+    ckpt, src, bits, out = tmp_path / "m.pth", tmp_path / "in.png", tmp_path / "in.hpcm", tmp_path / "out.png"
+    save_atomic(fitted.state_dict(), ckpt)
+    save_image(image(70, 90), src)
+    assert codec_main(["encode", str(src), "-o", str(bits), "--model", "DHIC_Tiny", "--checkpoint", str(ckpt)]) == 0
+    assert codec_main(["decode", str(bits), "-o", str(out), "--checkpoint", str(ckpt)]) == 0
+    with torch.no_grad():
+        expected = fitted(load_image(src))["x_hat"].clamp(0, 1)
+    assert (load_image(out) - expected).abs().max().item() <= 1 / 255 + 1e-6
+
+
+def test_both_regularizers_act_on_dhic(tmp_path, monkeypatch):
+    from trainable.config import TrainConfig
+    from trainable.trainer import train
+
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
+    config = TrainConfig(model_name="DHIC_Tiny", epochs=2, batch_size=2, patch_size=64, steps_per_epoch=2,
+                         num_workers=0, learning_rate=1e-3, spectral_reg=True, truncation_epochs=1,
+                         phase2_reg=True, phase2_start_epoch=0, save_path=str(tmp_path / "run"), real_bpp=False)
+    rows = []
+    train(config, lambda m, d: rows.append(m))
+    assert [m["phase"] for m in rows] == ["phase1_intra", "baseline"]
+    pairs = ("s1_s2", "s2_s3", "s3_s4")                   # 3 adjacent pairs, channels 32/24/16/8 aligned
+    for m in rows:
+        assert m["inter_scale_reg"] != 0 and all(m[f"inter_scale_{p}"] > 0 for p in pairs)
+        assert all(v == v for v in m.values() if isinstance(v, float))
