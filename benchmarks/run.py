@@ -49,7 +49,7 @@ def main() -> None:
         "regularizers_on_off": [regularizer_overhead.measure(m, 2, 256, repeats, device) for m in models],
         "ours_vs_official": hpcm_vs_official.run(a.official, repeats=repeats, device=str(device)),
         "tune_vs_plain": search_overhead.tune_vs_plain(6),
-        "asha_vs_fifo": search_overhead.asha_vs_fifo(8),
+        "asha_vs_fifo": search_overhead.asha_vs_fifo(8, steps_per_epoch=4),
         "real_vs_estimated_bpp": _rate_fidelity(4),
         "memory_phase2": memory.measure(models[-1], 2, str(device)),
     }
@@ -62,6 +62,7 @@ def main() -> None:
     rows.append(("Tune fit wall time (with worker start-up)/plain loop", results["tune_vs_plain"]["ratio_fit_over_plain"]))
     rows.append(("ASHA/FIFO epochs spent (same best: "
                  f"{results['asha_vs_fifo']['same_best']})", results["asha_vs_fifo"]["ratio_epochs_asha_over_fifo"]))
+    rows.append(("ASHA vs FIFO Spearman of final rd_score", results["asha_vs_fifo"]["spearman_rd_score"]))
     rows.append(("real/estimated bpp", results["real_vs_estimated_bpp"]["ratio_real_over_estimated"]))
     rows.append((f"peak memory Phase 2 on/off ({results['memory_phase2']['model']})",
                  results["memory_phase2"]["ratio_on_over_off"]))

@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trainable.config import LAMBDA_SCALE, TrainConfig
+from trainable.config import LAMBDA_SCALE, PHASE1_FIELDS, PHASE2_FIELDS, TrainConfig
 from trainable.errors import InputError
 
 OFFICIAL_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)     # MSE scale
@@ -23,9 +23,6 @@ SIGNIFICANT_DIGITS = 3   # sampled floats are rounded to this, so near-equal sam
 # Space keys that are not TrainConfig fields.
 ALIASES = {"model": "model_name", "truncation_fraction": "truncation_epochs"}
 # TrainConfig fields that only matter while their regularizer is on (the switch first).
-PHASE1_FIELDS = ("spectral_reg", "tau_init", "tau_final", "truncation_epochs", "phase1_mask")
-PHASE2_FIELDS = ("phase2_reg", "delta", "phase2_aligner", "distance", "alignment", "phase2_sign", "scale_latents",
-                 "phase2_start_epoch")
 OFF_ID = "off"
 
 

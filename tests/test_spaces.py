@@ -35,10 +35,10 @@ def test_import_spaces_does_not_import_torch():
 
 
 def test_enumeration_removes_inert_combinations_and_puts_off_first():
-    design = get_space("phase2_design")   # 2 signs x 2 alignments x 2 latents x δ in {0, 0.1}
+    design = get_space("phase2_design")   # 3 aligners x 2 signs x 2 alignments x 2 latents x δ in {0, 0.1}
     confs = design.grid(BASE, 30)
     assert [c.id for c in confs if c.is_off] == ["off"] == [confs[0].id]
-    assert len(confs) == 1 + 8 and len({c.id for c in confs}) == len(confs)
+    assert len(confs) == 1 + 24 and len({c.id for c in confs}) == len(confs)
     assert all(c.overrides["phase2_reg"] and c.overrides["delta"] == 0.1 for c in confs[1:])
     assert confs[0].overrides == {"spectral_reg": False, "phase2_reg": False}   # δ, sign, ... dropped
     assert len(grid_ids(get_space("ablation_delta"))) == 1 + 3 * 3

@@ -17,6 +17,10 @@ MAX_TAU = math.sqrt(2)  # the largest normalised DCT radius
 # λ scales: MSE models weigh 255²·MSE (official 0.0018–0.0483), MS-SSIM models 1 − MS-SSIM
 # (CompressAI 2.4–60.5). A λ from the other scale trains a useless (near-zero-rate) model.
 LAMBDA_SCALE = {"mse": (0.0, 1.0), "ms-ssim": (1.0, math.inf)}
+# The fields of each regularizer, its on/off switch first: inert while the switch is off.
+PHASE1_FIELDS = ("spectral_reg", "tau_init", "tau_final", "truncation_epochs", "phase1_mask")
+PHASE2_FIELDS = ("phase2_reg", "delta", "phase2_aligner", "distance", "alignment", "phase2_sign", "scale_latents",
+                 "phase2_start_epoch")
 
 
 @dataclass
