@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,14 +47,20 @@ def main() -> None:
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                    f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'no GPU'}",
-        "regularizers_on_off": [regularizer_overhead.measure(m, 2, 256, repeats, device) for m in models],
-        "ours_vs_official": hpcm_vs_official.run(a.official, repeats=repeats, device=str(device)),
-        "tune_vs_plain": search_overhead.tune_vs_plain(6),
-        "asha_vs_fifo": search_overhead.asha_vs_fifo(8, steps_per_epoch=4),
-        "real_vs_estimated_bpp": _rate_fidelity(4),
-        "memory_phase2": memory.measure(models[-1], 2, str(device)),
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    sections = {
+        "regularizers_on_off": lambda: [regularizer_overhead.measure(m, 2, 256, repeats, device) for m in models],
+        "ours_vs_official": lambda: hpcm_vs_official.run(a.official, repeats=repeats, device=str(device)),
+        "tune_vs_plain": lambda: search_overhead.tune_vs_plain(6),
+        "asha_vs_fifo": lambda: search_overhead.asha_vs_fifo(8, steps_per_epoch=4),
+        "real_vs_estimated_bpp": lambda: _rate_fidelity(4),
+        "memory_phase2": lambda: memory.measure(models[-1], 2, str(device)),
+    }
+    for name, measure in sections.items():   # results.json grows section by section: a long run keeps what it did
+        start = time.perf_counter()
+        results[name] = measure()
+        print(f"{name}: done in {time.perf_counter() - start:.0f} s", flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     rows = [(f"regularizers on/off step time ({r['model']}, {aligner} aligner)", ratio)
             for r in results["regularizers_on_off"] for aligner, ratio in r["ratio_on_over_off"].items()]
     official = results["ours_vs_official"]

@@ -71,7 +71,7 @@ def asha_vs_fifo(epochs: int, space: str = "ablation_delta", lambdas: tuple[floa
             cmd = [sys.executable, "-m", "search.run", "--space", space, "--preset", "cpu-smoke",
                    "--scheduler", scheduler, "--lambdas", *map(str, lambdas), "--max-epochs", str(epochs),
                    "--grace-epochs", "1", "--steps-per-epoch", str(steps_per_epoch), "--storage-path", tmp,
-                   "--name", scheduler]
+                   "--name", scheduler, "--init-weights", "none", "--learning-rate", "3e-3"]
             start = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
             table = pd.read_csv(Path(tmp) / scheduler / "results.csv")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from trainable.errors import InputError
@@ -38,6 +39,7 @@ class SearchConfig:
     learning_rate: float = 3e-3
     train_dataset: str | None = None              # None: the built-in sample train split
     test_dataset: str | None = None               # validation folder; None: the built-in val split
+    init_weights: str | None = None               # every λ model starts from these weights (warm start)
     # resources
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
@@ -65,6 +67,8 @@ class SearchConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])
+        if str(values.get("init_weights")).lower() in ("", "none"):    # --init-weights none: no warm start
+            values["init_weights"] = None
         return cls(space=space, preset=preset, **values).validated()
 
     @property
@@ -92,6 +96,8 @@ class SearchConfig:
              f"--lambdas must be positive numbers, got {self.lambdas}"),
             (len(set(self.lambdas or ())) == len(self.lambdas or ()), f"--lambdas repeats a value: {self.lambdas}"),
             (self.wandb_mode in (None, "offline", "online"), f"--wandb-mode must be offline or online"),
+            (self.init_weights is None or Path(self.init_weights).expanduser().is_file(),
+             f"--init-weights: no such file {self.init_weights}"),
         ]
         for ok, message in checks:
             if not ok:

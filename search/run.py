@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from spaces import list_spaces
 from trainable.cli import OneLineParser, run_cli
 from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
-from .plan import make_plan
+from .plan import Plan, make_plan
 from .presets import PRESETS
 
 
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--wandb-project")
     a("--train-dataset", help="training image folder (default: built-in sample train split)")
     a("--test-dataset", help="validation image folder (default: built-in sample val split)")
+    a("--init-weights", help="start every λ model from these weights (state_dict); 'none': from scratch "
+                             "(default: the preset's; cpu-smoke ships an HPCM_Tiny warm start)")
     return p
 
 
@@ -68,12 +72,33 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig.create(args.space, args.preset, resume=args.resume, wandb=args.wandb, **values)
 
 
+def warm_start(plan: Plan) -> Plan:
+    """Put ``init_weights`` (the preset's or ``--init-weights``) on every λ model's TrainConfig,
+    after checking that it loads strictly into the model. The preset's file is for one model
+    (cpu-smoke: the shipped HPCM_Tiny warm start); another model then starts from scratch."""
+    path = plan.config.init_weights
+    if path is None:
+        return plan
+    from trainable.pretrained import WARM_START_MODEL
+
+    if path == PRESETS[plan.config.preset].get("init_weights") and plan.base.model_name != WARM_START_MODEL:
+        print(f"note: preset {plan.config.preset}'s warm start is for {WARM_START_MODEL}; "
+              f"{plan.base.model_name} starts from scratch")
+        return plan
+    from trainable.checkpoint import load_weights      # torch: raises CheckpointError (one line) on a misfit
+    from trainable.models import create_model
+
+    path = str(Path(path).expanduser().resolve())
+    load_weights(create_model(plan.base.model_name), path)
+    return replace(plan, base=replace(plan.base, init_weights=path))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
-    plan = make_plan(config_from_args(args))         # every check, before Ray starts
+    plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
     return run_experiment(plan)

@@ -21,7 +21,7 @@ from trainable.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "cpu-smoke", "--lambdas", "0.0067", "0.025", "--steps-per-epoch", "2", "--batch-size", "2",
-        "--patch-size", "64", "--max-concurrent", "1"]
+        "--patch-size", "64", "--max-concurrent", "1", "--init-weights", "none"]
 # δ sampled from a range narrower than the rounding: every sample is the configuration δ = 0.1,
 # so Optuna keeps proposing configurations that were already trained. lr 1e-7 barely trains:
 # ASHA stops it at its first rung.
