@@ -76,7 +76,7 @@ def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None,
         if not todo:
             continue
         start = time.perf_counter()
-        new = _code(trial, lmbda, todo, target)
+        new = code_images(trial, lmbda, todo, target)
         rows += new
         _write_points(out, rows)
         mean = pd.DataFrame(new)[["bpp", "psnr"]].mean()
@@ -87,7 +87,7 @@ def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None,
     return out
 
 
-def _code(trial: dict, lmbda: float, images: list, device) -> list[dict]:
+def code_images(trial: dict, lmbda: float, images: list, device) -> list[dict]:
     """Load one λ model of one trial and code ``images`` with it."""
     import torch
     from pytorch_msssim import ms_ssim

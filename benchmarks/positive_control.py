@@ -144,7 +144,7 @@ def code_test_set(runs: dict, budget: Budget, log: Callable[[str], None] = print
     import pandas as pd
     import torch
 
-    from analysis.evaluate import _code
+    from analysis.evaluate import code_images
     from trainable.data import dataset_manifest, resolve_dataset
 
     manifest = dataset_manifest(resolve_dataset(budget.test_dataset, "test"))
@@ -158,7 +158,7 @@ def code_test_set(runs: dict, budget: Budget, log: Callable[[str], None] = print
                          "configuration": configuration, "is_off": configuration == OFF, "seed": seed,
                          "config/model_name": model}
                 for lmbda in budget.lambdas:
-                    rows += [{"model": model, **row} for row in _code(trial, lmbda, images, torch.device(budget.device))]
+                    rows += [{"model": model, **row} for row in code_images(trial, lmbda, images, torch.device(budget.device))]
             log(f"coded the test set ({len(images)} images) with {model} {configuration}")
     return pd.DataFrame(rows), [name for _, name, _ in images]
 
@@ -183,15 +183,17 @@ def _series(history: list[dict], lmbda: float, metric: str) -> list[float]:
 
 
 def seed_bootstrap(values: np.ndarray, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> tuple[float, float, float]:
-    """Geometric mean of positive ``values`` [seed, λ] and its percentile interval over resampled seeds."""
-    logs = np.log(values)
-    point = float(np.exp(logs.mean()))
-    rng = np.random.default_rng(rng_seed)
-    draws = rng.integers(0, logs.shape[0], size=(n_boot, logs.shape[0]))
-    replicate = np.exp(logs[draws].mean(axis=(1, 2)))
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(replicate, [tail, 100 - tail])
-    return point, float(low), float(high)
+    """Geometric mean of positive ``values`` [seed, λ] and its percentile interval over resampled
+    seeds (every seed has every λ, so the mean log is the mean of the per-seed mean logs)."""
+    from scipy.stats import bootstrap
+
+    per_seed = np.log(values).mean(axis=1)
+    point = float(np.exp(per_seed.mean()))
+    if len(per_seed) < 2:
+        return point, point, point
+    ci = bootstrap((per_seed,), np.mean, method="percentile", n_resamples=n_boot, confidence_level=CONFIDENCE,
+                   random_state=rng_seed).confidence_interval
+    return point, float(np.exp(ci.low)), float(np.exp(ci.high))
 
 
 def convergence(runs: dict, budget: Budget) -> dict:

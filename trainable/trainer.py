@@ -30,6 +30,7 @@ from .loss import RateDistortionLoss, ms_ssim_db
 from .lr_schedule import lr_factor
 from .models import create_model
 from .regularizers import FrequencyTruncation, InterScaleRegularizer, TauSchedule, inter_scale_r2, pair_rows
+from .regularizers.inter_scale import pair_names
 
 Report = Callable[[dict, "str | None"], None]
 LAST, BEST, FINAL = "checkpoint_last.pth.tar", "checkpoint_best.pth.tar", "model_final.pth.tar"
@@ -52,10 +53,6 @@ def seed_epoch(seed: int, epoch: int) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
-
-
-def pair_names(num_scales: int) -> tuple[str, ...]:
-    return tuple(f"s{i}_s{i + 1}" for i in range(1, num_scales))
 
 
 class Datasets:

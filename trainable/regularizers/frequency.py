@@ -27,18 +27,13 @@ from dataclasses import dataclass
 import torch
 
 from .dct import dct2, idct2
+from .registry import registrar
 
 MAX_RADIUS = math.sqrt(2)
 Mask = Callable[[torch.Tensor, float, float, float], torch.Tensor]
 MASKS: dict[str, Mask] = {}
 
-
-def register_mask(name: str) -> Callable[[Mask], Mask]:
-    """Add ``mask(r, tau, progress, tau_final) -> M`` to :data:`MASKS` under ``name``."""
-    def add(fn: Mask) -> Mask:
-        MASKS[name] = fn
-        return fn
-    return add
+register_mask = registrar(MASKS)   # register_mask(name)(fn): fn(r, tau, progress, tau_final) -> M
 
 
 @register_mask("seed")

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .haar import haar_dwt
+from .registry import registrar
 from .ridge import as_rows, cross_fitted_prediction, from_rows, ridge_solution
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -43,19 +44,13 @@ DISTANCES: dict[str, Distance] = {}
 ALIGNERS: dict[str, type[nn.Module]] = {}
 SIGNS = {"repel": -1.0, "attract": 1.0}
 
-
-def register_distance(name: str) -> Callable[[Distance], Distance]:
-    def add(fn: Distance) -> Distance:
-        DISTANCES[name] = fn
-        return fn
-    return add
+register_distance = registrar(DISTANCES)
+register_aligner = registrar(ALIGNERS)
 
 
-def register_aligner(name: str):
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
-        ALIGNERS[name] = cls
-        return cls
-    return add
+def pair_names(num_scales: int) -> tuple[str, ...]:
+    """Names of the adjacent scale pairs, coarse to fine: s1_s2, s2_s3, ..."""
+    return tuple(f"s{i}_s{i + 1}" for i in range(1, num_scales))
 
 
 def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -195,7 +190,7 @@ class InterScaleRegularizer(nn.Module):
         self.sign = _choose("sign", sign, SIGNS)
         self.scale_latents = _choose("scale_latents", scale_latents, ("full", "new"))
         self.weight = SIGNS[sign] * self.delta
-        self.pair_names = tuple(f"s{i}_s{i + 1}" for i in range(1, len(channels)))
+        self.pair_names = pair_names(len(channels))
         bands = 4 if alignment == "subbands" else 1
         self.aligners = nn.ModuleList(ALIGNERS[aligner](bands * fine, coarse)
                                       for coarse, fine in zip(self.channels[:-1], self.channels[1:]))
