@@ -18,6 +18,7 @@ def render(data: ReportData, figures: Sequence[FigureSpec]) -> str:
     sections = [
         _header(data),
         _verdict(data),
+        _inter_scale(data),
         _method(data),
         _stopped(data),
         _not_evaluated(data),
@@ -92,6 +93,29 @@ def _answer(data: ReportData) -> str:
     if len(undefined):
         parts.append(f"{len(undefined)} configuration(s) have no defined BD-rate (see status).")
     return " ".join(parts)
+
+
+def _inter_scale(data: ReportData) -> str:
+    """Did Phase 2 change the representation? Held-out inter-scale R² at each trial's last epoch
+    (validation), mean over λ and seeds, next to off's: a regularizer that leaves it where off
+    has it did not change what the scales share."""
+    history = data.experiment.history
+    columns = sorted(c for c in history if c.startswith("val_inter_scale_r2_"))
+    trials = eligible_trials(data.experiment)
+    if not columns or trials.empty:
+        return "## What Phase 2 changed: inter-scale R²\n\nNo `val_inter_scale_r2_*` metrics in this experiment."
+    history = history[history["trial_id"].isin(trials["trial_id"])]
+    last = history[history["epoch"] == history.groupby("trial_id")["epoch"].transform("max")]
+    means = last.groupby("configuration")[columns].mean()
+    off = means.loc[data.reference] if data.reference in means.index else None
+    pairs = [c.removeprefix("val_inter_scale_r2_") for c in columns]
+    rows = [[name, *(_number(v, "{:.3f}") + ("" if off is None or name == data.reference else
+                                              f" ({v - off[c]:+.3f})") for c, v in row.items())]
+            for name, row in means.iterrows()]
+    return ("## What Phase 2 changed: inter-scale R²\n\nHeld-out linear predictability of each coarse scale from "
+            "the finer one (validation, last epoch, mean over λ and seeds; in brackets: minus off). Lower than off: "
+            "the scales share less; equal: the term did not change the representation.\n\n"
+            + _table(["configuration", *pairs], rows))
 
 
 def _method(data: ReportData) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,8 @@ def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     assert "held-out TEST set" in text and "NO VERDICT" not in text
     assert "anchor kodak:VTM not compared: the evaluation set has 3 images, kodak has 24" in text
     assert "| `delta=0.3` | 0 | 1 |" in text   # stopped by ASHA at epoch 1, listed apart
+    # what Phase 2 changed: the R² of every eligible configuration at its last epoch, next to off's
+    section = text.split("## What Phase 2 changed: inter-scale R²")[1].split("\n## ")[0]
+    assert "| configuration | s1_s2 | s2_s3 |" in section
+    assert re.search(r"\| delta=0\.1 \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \|", section)
+    assert re.search(r"\| off \| -?\d\.\d{3} \| -?\d\.\d{3} \|", section) and "delta=0.3" not in section
