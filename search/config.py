@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from trainable.errors import InputError
+from trainable.warm_start import check_spec
 
 from .presets import PRESETS, default_preset
 
@@ -27,7 +27,8 @@ class SearchConfig:
     num_samples: int = 4                          # configurations to train (Optuna / random)
     seeds: int = 1                                # every configuration, off included, with this many seeds
     seed: int = 0                                 # first training seed; also seeds the searcher
-    max_epochs: int = 6
+    max_epochs: int = 6                           # evaluation periods (--steps-per-epoch steps each)
+    max_steps: int | None = None                  # optimizer steps per λ model; sets max_epochs (rounded up)
     grace_epochs: int = 2                         # ASHA grace (raised to cover Phase 1)
     reduction_factor: float = 2.0
     lambdas: tuple[float, ...] | None = None      # None: the space's
@@ -35,16 +36,16 @@ class SearchConfig:
     model: str | None = None                      # None: the space's model, else the preset's
     batch_size: int = 8
     patch_size: int = 128
-    steps_per_epoch: int | None = 16
+    steps_per_epoch: int | None = 16              # steps between validations; None: one pass over the data
     learning_rate: float = 3e-3
     train_dataset: str | None = None              # None: the built-in sample train split
     test_dataset: str | None = None               # validation folder; None: the built-in val split
-    init_weights: str | None = None               # every λ model starts from these weights (warm start)
+    init_weights: str | None = None               # warm start: a file, a folder or a mapping λ → file
     # resources
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
     trial_resources: dict[str, float] = field(default_factory=dict)   # custom Ray resources per trial
-    max_concurrent: int = 2
+    max_concurrent: int | None = None             # None: as many trials as the cluster's GPUs/CPUs fit
     max_failures: int = 1
     address: str | None = None                    # an existing Ray cluster
     dashboard_host: str = "127.0.0.1"
@@ -63,12 +64,17 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        values = {k: v for k, v in PRESETS[preset].items() if k != "model"}
+        values = {k: v for k, v in PRESETS[preset].items() if k in known}   # "model", "fine_tunes": read apart
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])
         if str(values.get("init_weights")).lower() in ("", "none"):    # --init-weights none: no warm start
             values["init_weights"] = None
+        if overrides.get("max_epochs") is not None:
+            if overrides.get("max_steps") is not None:
+                raise InputError("--max-steps and --max-epochs both set the budget; give one")
+            values["max_steps"] = None                    # --max-epochs replaces the preset's step budget
+        _steps_to_epochs(values)
         return cls(space=space, preset=preset, **values).validated()
 
     @property
@@ -83,7 +89,8 @@ class SearchConfig:
             (self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}"),
             (self.max_epochs >= 1, f"--max-epochs must be >= 1, got {self.max_epochs}"),
             (self.grace_epochs >= 1, f"--grace-epochs must be >= 1, got {self.grace_epochs}"),
-            (self.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {self.max_concurrent}"),
+            (self.max_concurrent is None or self.max_concurrent >= 1,
+             f"--max-concurrent must be >= 1, got {self.max_concurrent}"),
             (self.max_failures >= 0, f"--max-failures must be >= 0, got {self.max_failures}"),
             (self.reduction_factor > 1, f"--reduction-factor must be > 1, got {self.reduction_factor}"),
             (self.cpus_per_trial > 0 and self.gpus_per_trial >= 0,
@@ -96,15 +103,32 @@ class SearchConfig:
              f"--lambdas must be positive numbers, got {self.lambdas}"),
             (len(set(self.lambdas or ())) == len(self.lambdas or ()), f"--lambdas repeats a value: {self.lambdas}"),
             (self.wandb_mode in (None, "offline", "online"), f"--wandb-mode must be offline or online"),
-            (self.init_weights is None or Path(self.init_weights).expanduser().is_file(),
-             f"--init-weights: no such file {self.init_weights}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+        if self.init_weights is not None:
+            check_spec(self.init_weights)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["lambdas"] = list(self.lambdas) if self.lambdas is not None else None
         return out
+
+
+def _steps_to_epochs(values: dict[str, Any]) -> None:
+    """A step budget (``max_steps``, the preset's or the user's) becomes whole evaluation
+    periods: max_epochs = ceil(max_steps / steps_per_epoch), and max_steps is what that trains."""
+    steps = values.get("max_steps")
+    if steps is None:
+        return
+    spe = values.get("steps_per_epoch")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"--max-steps must be >= 1, got {steps}")
+    if spe is None:
+        raise InputError("--max-steps needs --steps-per-epoch (the steps between validations)")
+    if spe < 1:
+        raise InputError(f"--steps-per-epoch must be >= 1, got {spe}")
+    values["max_epochs"] = math.ceil(steps / spe)
+    values["max_steps"] = values["max_epochs"] * spe

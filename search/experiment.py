@@ -19,6 +19,7 @@ from ray.tune.schedulers import FIFOScheduler
 from trainable.errors import InputError
 from trainable.tune import tune_trainable
 
+from .cluster import cluster_max_concurrent
 from .plan import Plan, is_uri
 from .points import OffComparison
 from .results import ranking, trial_rows
@@ -105,7 +106,7 @@ def build_tuner(plan: Plan) -> tune.Tuner:
         trainable, param_space={},
         tune_config=tune.TuneConfig(metric="rd_score", mode="min", scheduler=scheduler,
                                     search_alg=build_searcher(plan), num_samples=-1,
-                                    max_concurrent_trials=config.max_concurrent, reuse_actors=False,
+                                    max_concurrent_trials=cluster_max_concurrent(config), reuse_actors=False,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=plan.name, storage_path=plan.storage, callbacks=_callbacks(plan), verbose=1,

@@ -18,14 +18,31 @@ PRESETS: dict[str, dict] = {
                   "batch_size": 8, "patch_size": 128, "steps_per_epoch": 20, "learning_rate": 5e-4,
                   "lambdas": (0.0005, 0.0015, 0.0045, 0.013), "init_weights": str(warm_start_path()),
                   "cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 2},
-    # A few GPU-hours: HPCM_Base, short epochs; one GPU shared by a trial's λ models.
+    # A few GPU-hours: HPCM_Base, short epochs; one GPU shared by a trial's λ models. Trials at
+    # once: as many as the cluster's GPUs (search.cluster), as for every preset below.
     "gpu-short": {"model": "HPCM_Base", "max_epochs": 50, "grace_epochs": 10, "num_samples": 8, "seeds": 1,
                   "batch_size": 8, "patch_size": 256, "steps_per_epoch": 500, "learning_rate": 1e-4,
-                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 1, "max_concurrent": 4},
+                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 1},
     # The paper's budget: 3000 epochs, λ models spread over 2 GPUs per trial, 3 seeds.
     "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "seeds": 3,
               "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
-              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2, "max_concurrent": 8},
+              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2},
+    # A day on 8 GPUs (README "Planning a study"): every λ model fine-tuned from its released
+    # checkpoint (--init-weights: a folder or mapping with one file per λ, required) for 50,000
+    # steps at the official batch and crop, with and without the regularizers. phase2_delta at 3
+    # seeds: 12 trials x 6 λ, ~150 GPU-hours by the dry run's default step time; 2 GPUs per
+    # trial (3 λ models each), 4 trials at once on 8 GPUs, 3 rounds. lr 1e-5: the released
+    # models ended at 1e-6 (official schedule); 1e-4 would first undo their convergence.
+    "gpu-day": {"model": "HPCM_Base", "max_steps": 50_000, "steps_per_epoch": 2_500, "grace_epochs": 4,
+                "num_samples": 4, "seeds": 3, "batch_size": 16, "patch_size": 256, "learning_rate": 1e-5,
+                "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 2, "fine_tunes": True},
+    # Phase 1's claim is convergence speed: from scratch, FIFO (a stopped curve would be censored),
+    # validations every 5,000 steps for analysis.convergence's steps-to-quality; 3 λs across the
+    # range, 200,000 steps (~5 % of the paper's 3000 Flickr2W epochs at batch 16), 1 GPU per trial.
+    "gpu-convergence": {"model": "HPCM_Base", "max_steps": 200_000, "steps_per_epoch": 5_000, "scheduler": "fifo",
+                        "num_samples": 4, "seeds": 3, "batch_size": 16, "patch_size": 256, "learning_rate": 1e-4,
+                        "lambdas": (0.0035, 0.013, 0.0483), "init_weights": None, "cpus_per_trial": 4,
+                        "gpus_per_trial": 1},
 }
 
 

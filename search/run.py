@@ -11,15 +11,17 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from spaces import list_spaces
 from trainable.cli import OneLineParser, run_cli
+from trainable import warm_start as warm_starts
 from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
 from .plan import Plan, make_plan
 from .presets import PRESETS
+
+PLANNING = ("dry_run", "step_seconds", "plan_gpus")     # flags of the dry run, not of the search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,20 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     a("--searcher", choices=SEARCHERS, help="default auto: grid for choice-only spaces, else optuna")
     a("--num-samples", type=int, help="configurations to train with optuna/random (off included)")
     a("--seeds", type=int, help="seeds per configuration (off included)")
-    a("--max-epochs", type=int, help="epochs of a trial that is never stopped")
+    a("--max-epochs", type=int, help="validations (epochs of --steps-per-epoch steps) of a trial never stopped")
+    a("--max-steps", type=int, help="optimizer steps per λ model (instead of --max-epochs; rounded up to whole "
+                                    "--steps-per-epoch periods)")
     a("--grace-epochs", type=int, help="ASHA grace period (raised to cover Phase 1)")
     a("--reduction-factor", type=float, help="ASHA reduction factor")
     a("--lambdas", type=float, nargs="+", help="override the space's λ values")
     a("--model", help="model name (default: the space's, else the preset's)")
     a("--batch-size", type=int)
     a("--patch-size", type=int)
-    a("--steps-per-epoch", type=int)
+    a("--steps-per-epoch", type=int, help="optimizer steps between validations (an 'epoch')")
     a("--learning-rate", type=float)
     a("--seed", type=int, help="first training seed; also seeds the searcher (default 0)")
     a("--cpus-per-trial", type=float)
     a("--gpus-per-trial", type=float, help="fractions share a GPU; >= 2 spreads a trial's λ models over GPUs")
     a("--trial-resources", type=json.loads, help='custom Ray resources per trial, JSON, e.g. \'{"big_node": 1}\'')
-    a("--max-concurrent", type=int)
+    a("--max-concurrent", type=int, help="trials at once (default: as many as the cluster's GPUs and CPUs fit)")
     a("--max-failures", type=int, help="retries of a crashed trial from its last checkpoint (default 1)")
     a("--address", help="existing Ray cluster, e.g. ray://head:10001 (default: start a local one)")
     a("--dashboard-host", help="bind address of the local Ray dashboard (default 127.0.0.1)")
@@ -58,39 +62,53 @@ def build_parser() -> argparse.ArgumentParser:
     a("--wandb-project")
     a("--train-dataset", help="training image folder (default: built-in sample train split)")
     a("--test-dataset", help="validation image folder (default: built-in sample val split)")
-    a("--init-weights", help="start every λ model from these weights (state_dict); 'none': from scratch "
+    a("--init-weights", help="warm start: a state_dict file for every λ, a folder with one file per λ (its name "
+                             "holds the λ), or a JSON mapping λ → file; 'none': from scratch "
                              "(default: the preset's; cpu-smoke ships an HPCM_Tiny warm start)")
+    a("--dry-run", action="store_true", help="print the plan and its estimated cost, then exit (Ray is not started)")
+    a("--step-seconds", type=float, help="dry run: seconds per optimizer step of one λ model at the plan's batch "
+                                         "and patch (default: measured on a GPU machine, else a documented figure)")
+    a("--plan-gpus", type=int, help="dry run: GPUs for the wall-clock line (default: this machine's, else 8)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if not args.space:
         raise InputError("--space is required (see --list-spaces)")
-    values = {k: v for k, v in vars(args).items() if k not in ("space", "preset", "list_spaces", "resume", "wandb")}
+    values = {k: v for k, v in vars(args).items() if k not in ("space", "preset", "list_spaces", "resume", "wandb",
+                                                               *PLANNING)}
     if args.trial_resources is not None and not isinstance(args.trial_resources, dict):
         raise InputError("--trial-resources must be a JSON object")
     return SearchConfig.create(args.space, args.preset, resume=args.resume, wandb=args.wandb, **values)
 
 
 def warm_start(plan: Plan) -> Plan:
-    """Put ``init_weights`` (the preset's or ``--init-weights``) on every λ model's TrainConfig,
-    after checking that it loads strictly into the model. The preset's file is for one model
-    (cpu-smoke: the shipped HPCM_Tiny warm start); another model then starts from scratch."""
-    path = plan.config.init_weights
-    if path is None:
+    """Put ``init_weights`` (the preset's or ``--init-weights``: a file, a folder or a mapping
+    λ → file) on every λ model's TrainConfig, after resolving a file for every λ and checking
+    that each loads strictly into the model. The preset's file is for one model (cpu-smoke:
+    the shipped HPCM_Tiny warm start); another model then starts from scratch."""
+    spec = plan.config.init_weights
+    if spec is None:
         return plan
     from trainable.pretrained import WARM_START_MODEL
 
-    if path == PRESETS[plan.config.preset].get("init_weights") and plan.base.model_name != WARM_START_MODEL:
+    if spec == PRESETS[plan.config.preset].get("init_weights") and plan.base.model_name != WARM_START_MODEL:
         print(f"note: preset {plan.config.preset}'s warm start is for {WARM_START_MODEL}; "
               f"{plan.base.model_name} starts from scratch")
         return plan
-    from trainable.checkpoint import load_weights      # torch: raises CheckpointError (one line) on a misfit
-    from trainable.models import create_model
+    mapping = warm_starts.resolve(spec, plan.lambdas)
+    warm_starts.check_fit(plan.base.model_name, mapping)     # torch: one CheckpointError line on a misfit
+    return replace(plan, base=replace(plan.base, init_weights=warm_starts.encode(mapping)))
 
-    path = str(Path(path).expanduser().resolve())
-    load_weights(create_model(plan.base.model_name), path)
-    return replace(plan, base=replace(plan.base, init_weights=path))
+
+def dry_run(plan: Plan, args: argparse.Namespace) -> int:
+    """Print the plan and its cost; Ray is neither imported nor started."""
+    from .cost import plan_cost
+
+    if PRESETS[plan.config.preset].get("fine_tunes") and plan.base.init_weights is None:
+        print(f"note: preset {plan.config.preset} fine-tunes released checkpoints; a real run needs --init-weights")
+    print("\n".join(plan_cost(plan, step_seconds=args.step_seconds, gpus=args.plan_gpus).lines()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(list_spaces()))
         return 0
     plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
+    if args.dry_run:
+        return dry_run(plan, args)
+    if PRESETS[plan.config.preset].get("fine_tunes") and plan.base.init_weights is None:
+        raise InputError(f"preset {plan.config.preset} fine-tunes released checkpoints: pass --init-weights "
+                         "(a folder or a JSON mapping with one checkpoint per λ, e.g. the official HPCM releases)")
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
     return run_experiment(plan)

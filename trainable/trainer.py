@@ -31,6 +31,7 @@ from .lr_schedule import lr_factor
 from .models import create_model
 from .regularizers import FrequencyTruncation, InterScaleRegularizer, TauSchedule, inter_scale_r2, pair_rows
 from .regularizers.inter_scale import pair_names
+from .warm_start import weights_for
 
 Report = Callable[[dict, "str | None"], None]
 LAST, BEST, FINAL = "checkpoint_last.pth.tar", "checkpoint_best.pth.tar", "model_final.pth.tar"
@@ -79,7 +80,7 @@ class Run:
         self.config, self.device, self.steps_per_epoch = config, device, steps_per_epoch
         self.model: nn.Module = create_model(config.model_name)
         if config.init_weights:
-            load_weights(self.model, config.init_weights)
+            load_weights(self.model, weights_for(config.init_weights, config.lmbda))
         self.model.to(device)
         self.phase1 = (FrequencyTruncation(TauSchedule(config.tau_init, config.tau_final,
                                                        config.truncation_epochs * steps_per_epoch),

@@ -1,0 +1,116 @@
+"""Budgets in steps and the dry-run cost plan, checked against arithmetic done here by hand."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from search.config import SearchConfig
+from search.cost import measure_step_seconds, plan_cost
+from search.plan import make_plan
+from trainable.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL_SIZES = [(100, 60), (50, 80)]          # (width, height): 6000 + 4000 = 10,000 pixels
+TRAIN_IMAGES = 10
+
+
+def _folders(tmp_path: Path) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    train, val = tmp_path / "train", tmp_path / "val"
+    for folder, sizes in ((train, [(128, 128)] * TRAIN_IMAGES), (val, VAL_SIZES)):
+        folder.mkdir()
+        for i, (w, h) in enumerate(sizes):
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return str(train), str(val)
+
+
+def _dry_run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``search.run --dry-run`` in a fresh interpreter that then says whether Ray was imported."""
+    code = ("import sys; from search.run import main; from trainable.cli import run_cli; "
+            f"rc = run_cli(main, {args!r} + ['--dry-run']); "
+            "print('ray imported' if 'ray' in sys.modules else 'ray not imported'); sys.exit(rc)")
+    env = {**os.environ, "HPCM_TUNE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_a_step_budget_becomes_whole_evaluation_periods():
+    cfg = SearchConfig.create("phase2_delta", "cpu-smoke", max_steps=1000, steps_per_epoch=300)
+    assert (cfg.max_epochs, cfg.max_steps) == (4, 1200)          # ceil(1000 / 300) = 4 periods
+    day = SearchConfig.create("phase2_delta", "gpu-day")
+    assert day.max_epochs * day.steps_per_epoch == day.max_steps == 50_000
+    shorter = SearchConfig.create("phase2_delta", "gpu-day", steps_per_epoch=10_000)   # same budget, fewer validations
+    assert (shorter.max_epochs, shorter.max_steps) == (5, 50_000)
+    epochs = SearchConfig.create("phase2_delta", "gpu-day", max_epochs=3)       # --max-epochs replaces it
+    assert (epochs.max_epochs, epochs.max_steps) == (3, None)
+    with pytest.raises(InputError, match="give one"):
+        SearchConfig.create("phase2_delta", "cpu-smoke", max_steps=100, max_epochs=3)
+    with pytest.raises(InputError, match="needs --steps-per-epoch"):
+        SearchConfig.create("phase2_delta", "paper", max_steps=100)             # paper: one pass per epoch
+
+
+def test_dry_run_cost_matches_hand_arithmetic_and_never_imports_ray(tmp_path):
+    train, val = _folders(tmp_path)
+    step_s, batch, patch, spe, steps, seeds = 0.5, 2, 64, 100, 1000, 3
+    args = ["--space", "phase2_delta", "--preset", "gpu-short", "--lambdas", "0.0067", "0.025", "--seeds", str(seeds),
+            "--model", "HPCM_Tiny", "--batch-size", str(batch), "--patch-size", str(patch), "--max-steps", str(steps),
+            "--steps-per-epoch", str(spe), "--step-seconds", str(step_s), "--train-dataset", train,
+            "--test-dataset", val, "--storage-path", str(tmp_path / "runs"), "--plan-gpus", "8"]
+    out = _dry_run(args, tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "ray not imported" and not (tmp_path / "runs").exists()
+    # by hand: phase2_delta's grid is δ ∈ {0 (off), 0.05, 0.1, 0.15}: 4 configurations x 3 seeds,
+    # 2 λ models each; 10 validations per model, each a forward over 10,000 pixels at a third
+    # of a step's cost per pixel of the 2 x 64² batch.
+    validation = step_s / 3 * 10_000 / (batch * patch * patch)
+    hours = 4 * seeds * 2 * (steps * step_s + (steps // spe) * validation) / 3600
+    total = lines[-2]
+    assert total.startswith("total: ") and total.endswith(" GPU-hours")
+    assert float(total.split()[1]) == pytest.approx(hours, abs=0.051)
+    assert "= 12 trials" in out.stdout and "1,000 steps each = 10 validations every 100 steps" in out.stdout
+    cost = plan_cost(make_plan(SearchConfig.create(
+        "phase2_delta", "gpu-short", lambdas=(0.0067, 0.025), seeds=seeds, model="HPCM_Tiny", batch_size=batch,
+        patch_size=patch, max_steps=steps, steps_per_epoch=spe, train_dataset=train, test_dataset=val)),
+        step_seconds=step_s, gpus=8)
+    assert cost.total_hours == pytest.approx(hours, rel=1e-9)
+    # 8 GPUs, 1 per trial: 12 trials take two rounds of one trial (its 2 λ models one after another)
+    assert f"about {2 * 2 * (steps * step_s + 10 * validation) / 3600:.1f} h wall-clock (2 rounds" in out.stdout
+
+
+def test_checkpoint_size_is_weights_plus_two_adam_moments_per_lambda(tmp_path):
+    from trainable.models import create_model
+
+    model = create_model("HPCM_Tiny")
+    weights = sum(v.numel() for v in model.state_dict().values())
+    params = sum(p.numel() for p in model.parameters())
+    cost = plan_cost(make_plan(SearchConfig.create("phase2_delta", "cpu-smoke", lambdas=(0.0067, 0.013, 0.025)),
+                               verify_data=False), step_seconds=1.0)
+    assert cost.checkpoint_bytes("HPCM_Tiny") == 3 * 4 * (weights + 2 * params)
+
+
+def test_one_pass_epochs_count_the_training_images(tmp_path):
+    train, val = _folders(tmp_path)
+    cost = plan_cost(make_plan(SearchConfig.create("phase2_delta", "paper", model="HPCM_Tiny", batch_size=3,
+                                                   max_epochs=2, train_dataset=train, test_dataset=val)),
+                     step_seconds=1.0)
+    assert cost.steps_per_epoch == TRAIN_IMAGES // 3 and cost.steps == 2 * (TRAIN_IMAGES // 3)
+
+
+def test_asha_estimate_follows_successive_halving(tmp_path):
+    # rungs at 1 and 2 epochs of 4, reduction factor 2: half the trials stop after 1 epoch, a
+    # quarter after 2, a quarter train 4 -> 0.5 + 0.5 + 1 = 2 epochs per trial on average.
+    cfg = SearchConfig.create("joint", "cpu-smoke", max_epochs=4, grace_epochs=1, reduction_factor=2.0,
+                              num_samples=4, lambdas=(0.013,))
+    plan = make_plan(cfg, verify_data=False)
+    plan = plan.__class__(**{**plan.__dict__, "grace": 1})   # joint's Phase 1 would raise the grace
+    cost = plan_cost(plan, step_seconds=1.0)
+    assert cost.asha_hours == pytest.approx(cost.total_hours * 2 / 4, rel=1e-9)
+
+
+def test_a_real_step_can_be_timed():
+    assert measure_step_seconds("HPCM_Tiny", 1, 64, "cpu", steps=1) > 0
