@@ -45,4 +45,9 @@ def cluster_max_concurrent(config: SearchConfig) -> int:
     """:func:`max_concurrent` from the running Ray cluster's resources (Ray must be initialised)."""
     import ray
 
-    return max_concurrent(config, ray.cluster_resources())
+    resources = ray.cluster_resources()
+    n = max_concurrent(config, resources)
+    if config.max_concurrent is None:
+        have = ", ".join(f"{k} {resources.get(k, 0.0):g}" for k in trial_request(config))
+        print(f"trials at once: {n} (the cluster has {have}; --max-concurrent to set it)")
+    return n

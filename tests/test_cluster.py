@@ -105,3 +105,33 @@ def test_search_runs_its_trials_on_the_second_node_of_a_real_cluster(tmp_path):
         left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
         shutil.rmtree(temp, ignore_errors=True)
     assert not left, left
+
+
+def test_concurrency_is_derived_from_the_resources_ray_reports(capsys):
+    """A local Ray node with fake resources (8 GPUs, 16 CPUs, 3 of a custom one): as many trials
+    as fit, by hand: min over resources of floor(cluster / per trial)."""
+    import ray
+
+    from search.cluster import cluster_max_concurrent
+    from search.config import SearchConfig
+    from trainable.errors import InputError
+
+    def config(**values):
+        return SearchConfig.create("phase2_delta", "gpu-short", **values)
+
+    ray.init(address="local", num_cpus=16, num_gpus=8, resources={"big_node": 3}, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        assert cluster_max_concurrent(config(cpus_per_trial=1, gpus_per_trial=1)) == 8        # 8 / 1 GPUs
+        assert "trials at once: 8 (the cluster has CPU 16, GPU 8" in capsys.readouterr().out
+        assert cluster_max_concurrent(config(cpus_per_trial=4, gpus_per_trial=2)) == 4        # 8 / 2 GPUs, 16 / 4 CPUs
+        assert cluster_max_concurrent(config(cpus_per_trial=1, gpus_per_trial=0.5)) == 16     # 8 / 0.5
+        assert cluster_max_concurrent(config(cpus_per_trial=3, gpus_per_trial=0.5)) == 5      # CPUs: floor(16 / 3)
+        assert cluster_max_concurrent(config(cpus_per_trial=1, gpus_per_trial=1,
+                                             trial_resources={"big_node": 1})) == 3          # custom resource
+        assert cluster_max_concurrent(SearchConfig.create("phase2_delta", "gpu-day")) == 4      # 2 GPUs, 4 CPUs each
+        assert cluster_max_concurrent(config(gpus_per_trial=1, max_concurrent=2)) == 2          # explicit wins
+        with pytest.raises(InputError, match="asks for GPU 16 but the cluster has GPU 8"):
+            cluster_max_concurrent(config(gpus_per_trial=16))
+    finally:
+        ray.shutdown()
