@@ -64,7 +64,8 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        values = {k: v for k, v in PRESETS[preset].items() if k in known}   # "model", "fine_tunes": read apart
+        # the preset's model is a default below the space's (preset_model); "fine_tunes" is read by search.run
+        values = {k: v for k, v in PRESETS[preset].items() if k in known and k != "model"}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])
