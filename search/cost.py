@@ -160,8 +160,9 @@ class Cost:
         spread = min(g, self.lambdas) if g >= 1 else g
         longest = max(self.trial_hours(m) for m in self.trials) / spread
         rounds = math.ceil(sum(self.trials.values()) / at_once)
+        asha = "; fewer if ASHA stops trials" if self.plan.scheduler == "asha" else ""
         return (f"  on {self.gpus} GPUs ({g:g} per trial, {at_once} trials at once): about {rounds * longest:.1f} h "
-                f"wall-clock ({rounds} rounds of a {longest:.1f} h trial; fewer if ASHA stops trials)")
+                f"wall-clock ({rounds} rounds of a {longest:.1f} h trial{asha})")
 
 
 def _size(n: float) -> str:

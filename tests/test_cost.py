@@ -1,4 +1,5 @@
 """Budgets in steps and the dry-run cost plan, checked against arithmetic done here by hand."""
+import math
 import os
 import subprocess
 import sys
@@ -114,3 +115,20 @@ def test_asha_estimate_follows_successive_halving(tmp_path):
 
 def test_a_real_step_can_be_timed():
     assert measure_step_seconds("HPCM_Tiny", 1, 64, "cpu", steps=1) > 0
+
+
+def test_gpu_day_answers_phase2_delta_at_3_seeds_within_a_day_on_8_gpus(tmp_path, capsys):
+    plan = make_plan(SearchConfig.create("phase2_delta", "gpu-day"), verify_data=False)
+    cost = plan_cost(plan, gpus=8, measure=False)
+    assert plan.config.seeds == 3 and len(plan.configurations) == 4 and len(plan.lambdas) == 6
+    # by hand: 4 configurations x 3 seeds x 6 λ x 50,000 steps x 0.15 s = 150 GPU-hours + validations
+    assert cost.total_hours == pytest.approx(150, rel=0.02) and cost.total_hours <= 192
+    rounds = math.ceil(12 / (8 // 2))                          # 2 GPUs per trial: 4 at once
+    assert rounds * cost.trial_hours("HPCM_Base") / 2 <= 24    # a trial's 6 λ models spread over its 2 GPUs
+    # a real run fine-tunes: without checkpoints it is refused before Ray starts
+    from search.run import main
+    from trainable.cli import run_cli
+
+    assert run_cli(main, ["--space", "phase2_delta", "--preset", "gpu-day", "--storage-path", str(tmp_path)]) == 2
+    assert "fine-tunes released checkpoints: pass --init-weights" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
