@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from trainable.config import TrainConfig
 
 from .plan import Plan
 
@@ -191,16 +193,16 @@ def default_step_seconds(model: str, batch: int, patch: int, gpu: bool) -> tuple
     return table[model] * scale, f"default for {where}, scaled from batch {ref_batch} x {ref_patch}²"
 
 
-def measure_step_seconds(model: str, batch: int, patch: int, device: str, steps: int = 5) -> float:
-    """Median seconds of ``steps`` real training steps (after 2 warm-up steps) on ``device``."""
+def measure_step_seconds(config: TrainConfig, steps: int = 5) -> float:
+    """Median seconds of ``steps`` real training steps (after 2 warm-up steps) of ``config``'s
+    model on ``config.device``, at its batch, crop and precision settings."""
     import torch
 
-    from trainable.config import TrainConfig
-    from trainable.trainer import Run, train_step
+    from trainable.trainer import Run, resolve_device, train_step
 
-    dev = torch.device(device)
-    run = Run(TrainConfig(model_name=model, batch_size=batch, patch_size=patch, device=device), dev, steps)
-    x = torch.rand(batch, 3, patch, patch, device=dev)
+    dev = resolve_device(config.device)
+    run = Run(config, dev, steps)
+    x = torch.rand(config.batch_size, 3, config.patch_size, config.patch_size, device=dev)
     times = []
     for i in range(steps + 2):
         if dev.type == "cuda":
@@ -263,7 +265,7 @@ def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = 
             seconds, source = step_seconds, "--step-seconds"
         elif measure:
             device = "cuda" if gpu else "cpu"
-            seconds = measure_step_seconds(model, batch, patch, device)
+            seconds = measure_step_seconds(replace(plan.base, model_name=model, device=device, init_weights=None))
             source = f"measured here on {torch.cuda.get_device_name() if gpu else 'CPU'}"
         else:
             seconds, source = default_step_seconds(model, batch, patch, gpu)
