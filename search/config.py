@@ -64,7 +64,7 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        # the preset's model is a default below the space's (preset_model); "fine_tunes" is read by search.run
+        # the preset's model ranks below the space's (preset_model); "fine_tunes" is read by search.run
         values = {k: v for k, v in PRESETS[preset].items() if k in known and k != "model"}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
