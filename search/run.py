@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 
 from spaces import list_spaces
-from trainable.cli import OneLineParser, run_cli
 from trainable import warm_start as warm_starts
+from trainable.cli import OneLineParser, run_cli
 from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
@@ -101,13 +102,22 @@ def warm_start(plan: Plan) -> Plan:
     return replace(plan, base=replace(plan.base, init_weights=warm_starts.encode(mapping)))
 
 
-def dry_run(plan: Plan, args: argparse.Namespace) -> int:
+def lacks_weights(plan: Plan) -> bool:
+    """A fine-tuning preset (``gpu-day``) without the checkpoints it fine-tunes."""
+    return bool(PRESETS[plan.config.preset].get("fine_tunes")) and plan.base.init_weights is None
+
+
+def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None) -> int:
     """Print the plan and its cost; Ray is neither imported nor started."""
+    if step_seconds is not None and not (math.isfinite(step_seconds) and step_seconds > 0):
+        raise InputError(f"--step-seconds must be > 0, got {step_seconds}")
+    if gpus is not None and gpus < 1:
+        raise InputError(f"--plan-gpus must be >= 1, got {gpus}")
     from .cost import plan_cost
 
-    if PRESETS[plan.config.preset].get("fine_tunes") and plan.base.init_weights is None:
+    if lacks_weights(plan):
         print(f"note: preset {plan.config.preset} fine-tunes released checkpoints; a real run needs --init-weights")
-    print("\n".join(plan_cost(plan, step_seconds=args.step_seconds, gpus=args.plan_gpus).lines()))
+    print("\n".join(plan_cost(plan, step_seconds=step_seconds, gpus=gpus).lines()))
     return 0
 
 
@@ -118,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
     if args.dry_run:
-        return dry_run(plan, args)
-    if PRESETS[plan.config.preset].get("fine_tunes") and plan.base.init_weights is None:
+        return dry_run(plan, args.step_seconds, args.plan_gpus)
+    if lacks_weights(plan):
         raise InputError(f"preset {plan.config.preset} fine-tunes released checkpoints: pass --init-weights "
                          "(a folder or a JSON mapping with one checkpoint per λ, e.g. the official HPCM releases)")
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan

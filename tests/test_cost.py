@@ -136,3 +136,15 @@ def test_gpu_day_answers_phase2_delta_at_3_seeds_within_a_day_on_8_gpus(tmp_path
     assert run_cli(main, ["--space", "phase2_delta", "--preset", "gpu-day", "--storage-path", str(tmp_path)]) == 2
     assert "fine-tunes released checkpoints: pass --init-weights" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flag,value,message", [("--step-seconds", "-1", "--step-seconds must be > 0"),
+                                                ("--plan-gpus", "0", "--plan-gpus must be >= 1")])
+def test_bad_planning_figures_are_refused(tmp_path, capsys, flag, value, message):
+    from search.run import main
+    from trainable.cli import run_cli
+
+    code = run_cli(main, ["--space", "phase2_delta", "--preset", "cpu-smoke", "--dry-run", flag, value,
+                          "--storage-path", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
