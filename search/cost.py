@@ -61,6 +61,8 @@ class ModelCost:
 
 @dataclass(frozen=True)
 class Cost:
+    """A plan's cost in hours of the device its trials ask for (GPU, else CPU) and its lines."""
+
     plan: Plan
     trials: dict[str, int]          # model → trials that train it
     models: dict[str, ModelCost]
@@ -86,7 +88,7 @@ class Cost:
         batch, patch = self.plan.base.batch_size, self.plan.base.patch_size
         return self.models[model].step_seconds * FORWARD_SHARE * self.val_pixels / (batch * patch * patch)
 
-    def model_hours(self, model: str, epochs: int | None = None) -> float:
+    def model_hours(self, model: str, epochs: float | None = None) -> float:
         """Hours of one λ model trained ``epochs`` epochs (default: all)."""
         epochs = self.plan.config.max_epochs if epochs is None else epochs
         seconds = epochs * (self.steps_per_epoch * self.models[model].step_seconds + self.validation_seconds(model))
@@ -134,7 +136,7 @@ class Cost:
                f"patch {plan.base.patch_size}, lr {plan.base.learning_rate:g}",
                f"  warm start: {_describe_init(plan.base.init_weights)}"]
         for model, mc in self.models.items():
-            size = mc.checkpoint_bytes * self.lambdas
+            size = self.checkpoint_bytes(model)
             out += [f"  {model} ({self.trials[model]} trials): {mc.step_seconds:.3g} s per step ({mc.source}); "
                     f"validation {self.validation_seconds(model):.3g} s ({self.val_pixels / 1e6:.2f} Mpx); "
                     f"{self.trial_hours(model):.3g} {unit}-hours per trial",
