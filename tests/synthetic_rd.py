@@ -7,6 +7,9 @@ off is exactly ``100 · effect`` %. Around that, in log-rate:
 * ``image_sd``: a configuration × image effect, the same for every seed and λ (an image the
   configuration suits better or worse than off does); Student-t with ``image_tail_df``
   degrees of freedom when set (a few images that respond very differently), else normal;
+* ``minority``: (share, effect): a share of images (a kind: greyscale, text, ...) on which every
+  non-reference configuration costs ``effect`` more rate and the rest save enough that the mean
+  over images is unchanged; a small test set often holds none of them;
 * ``seed_sd``: a per-seed effect on the whole curve (training noise); ``pairing`` is the
   correlation between seed s of a configuration and seed s of off (same initial weights and
   batch order);
@@ -32,6 +35,7 @@ class Noise:
     image_sd: float = 0.03
     noise_sd: float = 0.02
     image_tail_df: float | None = None
+    minority: tuple[float, float] | None = None
 
 
 def synthetic_points(effects: dict[str, float], n_seeds: int, n_images: int, noise: Noise,
@@ -45,6 +49,10 @@ def synthetic_points(effects: dict[str, float], n_seeds: int, n_images: int, noi
     else:   # scaled to the same sd
         df = noise.image_tail_df
         per_image = noise.image_sd * np.sqrt((df - 2) / df) * rng.standard_t(df, (n_c, 1, 1, n_images))
+    if noise.minority is not None:
+        share, effect = noise.minority
+        kind = rng.random(n_images) < share
+        per_image[1:] += np.where(kind, effect, -effect * share / (1 - share))
     shared, own = rng.normal(0.0, 1.0, (1, n_seeds, 1, 1)), rng.normal(0.0, 1.0, (n_c, n_seeds, 1, 1))
     per_seed = noise.seed_sd * (np.sqrt(noise.pairing) * shared + np.sqrt(1 - noise.pairing) * own)
     log_rate = (np.log(np.array([1 + effects.get(name, 0.0) for name in names]))[:, None, None, None]

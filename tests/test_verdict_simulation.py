@@ -3,10 +3,10 @@
 Each replicate is a whole synthetic experiment (tests/synthetic_rd.py: per-image and
 per-seed noise, known true BD-rate) judged by the real code path, ``analysis.verdict.
 bd_table`` (bjontegaard BD-rate, the jackknife interval, Bonferroni, the evidence rule). The
-requirement: where a verdict is issued, a null is called better/worse ≤ 10 % of the time,
-and a true −10 % at 3 seeds × 24 images is called "better" ≥ 90 % of the time. Replicate
-counts are small (seconds per test on CPU); README "The verdict rule" and
-/work/notes/h3-verdict.md have the same measurements with 300 replicates.
+requirement: where a verdict is issued, a null is called better/worse ≤ 10 % of the time
+(here also family-wise over K = 3), and a true −10 % at 3 seeds × 24 images is called
+"better" ≥ 90 % of the time. Replicate counts are small (seconds per test on CPU); README
+"The verdict rule" has the same measurements with 200–300 replicates.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import analysis.verdict
 from analysis.verdict import MIN_IMAGES, MIN_SEEDS, bd_table
 from tests.synthetic_rd import Noise, synthetic_points
 
@@ -24,6 +25,8 @@ REGIMES = {
     "paired training noise": Noise(seed_sd=0.02, pairing=0.5, image_sd=0.03, noise_sd=0.02),
     # the issue's "moderate" training noise (~3 % per model) with nothing shared between the seeds of a pair
     "unpaired training noise": Noise(seed_sd=0.03, pairing=0.0, image_sd=0.02, noise_sd=0.02),
+    # a kind of image (20 % of them) on which the configuration costs 12 % more, the rest save 3 %
+    "minority images": Noise(seed_sd=0.005, pairing=0.5, image_sd=0.01, noise_sd=0.01, minority=(0.2, 0.12)),
 }
 
 
@@ -52,19 +55,33 @@ def judge(effects: dict[str, float], n_seeds: int, n_images: int, noise: Noise, 
 @pytest.mark.parametrize("regime", list(REGIMES))
 def test_a_null_is_rarely_called_better_or_worse_at_the_smallest_verdict_setting(regime):
     """3 seeds × MIN_IMAGES images: the smallest experiment that gets a verdict."""
-    _, verdict, covered, _, statuses = judge({"x": 0.0}, MIN_SEEDS, MIN_IMAGES, REGIMES[regime], reps=120, seed=1)
+    _, verdict, covered, _, statuses = judge({"x": 0.0}, MIN_SEEDS, MIN_IMAGES, REGIMES[regime], reps=100, seed=1)
     assert verdict["x"] <= 0.10
     assert covered["x"] >= 0.88                          # nominal 95 %
     assert statuses <= {"better", "worse", "not significant"}    # a verdict is issued here
 
 
-def test_true_minus_ten_percent_at_3_seeds_24_images_is_better_while_nulls_stay_quiet():
-    """K = 3 configurations judged at once (Bonferroni): one truly saves 10 %, two are nulls."""
-    better, verdict, covered, any_null, _ = judge({"a": -0.10, "b": 0.0, "c": 0.0}, 3, 24,
-                                                 REGIMES["paired training noise"], reps=80, seed=2)
-    assert better["a"] >= 0.90
-    assert any_null <= 0.10                              # family-wise: either null labelled
+def test_true_minus_ten_percent_at_3_seeds_24_images_is_better():
+    better, _, covered, _, _ = judge({"a": -0.10}, 3, 24, REGIMES["paired training noise"], reps=80, seed=2)
+    assert better["a"] >= 0.90 and covered["a"] >= 0.90
+
+
+def test_three_nulls_judged_at_once_rarely_yield_any_verdict():
+    """K = 3 (Bonferroni) under unpaired training noise, where 3 seeds estimate the variance worst:
+    the chance that any of the three is called better or worse (family-wise)."""
+    _, _, covered, any_null, _ = judge({"a": 0.0, "b": 0.0, "c": 0.0}, 3, 24, REGIMES["unpaired training noise"],
+                                       reps=100, seed=4)
+    assert any_null <= 0.10
     assert min(covered.values()) >= 0.90                 # nominal 98.3 % each
+
+
+def test_a_minority_kind_of_image_is_why_a_verdict_needs_12_images(monkeypatch):
+    """With 4 test images the kind a configuration hurts is absent 0.8⁴ = 41 % of the time and the
+    interval, calibrated for the images it saw, calls a null better; with 12 it is absent 7 % of the time
+    (the 12-image case is a regime of the test above)."""
+    monkeypatch.setattr(analysis.verdict, "MIN_IMAGES", 1)          # what a verdict on 4 images would do
+    better, _, _, _, _ = judge({"x": 0.0}, MIN_SEEDS, 4, REGIMES["minority images"], reps=100, seed=5)
+    assert MIN_IMAGES == 12 and better["x"] > 0.20
 
 
 def test_one_seed_interval_misses_training_noise_so_it_is_never_a_verdict():
