@@ -32,7 +32,7 @@ from .interval import ZERO, BDInterval, bd_interval
 
 FAMILY_CONFIDENCE = 0.95
 MIN_SEEDS = 3
-MIN_IMAGES = 12
+MIN_IMAGES = 24
 MAX_UNDEFINED = 0.05
 CSV_COLUMNS = ("configuration", "n_seeds", "n_images", "bd_rate_vs_off", "ci_low", "ci_high", "status",
                "undefined_share")

@@ -162,11 +162,11 @@ def test_interval_contains_the_estimate_and_shrinks_with_more_images():
 
 
 def test_rates_at_ninety_percent_are_better_with_an_interval_excluding_zero():
-    table = bd_table(points_table(12, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
+    table = bd_table(points_table(24, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
     row = table.loc["x"]
     assert row["status"] == "better" and row["ci_high"] < 0
     assert row["ci_low"] < -10 < row["ci_high"] and row["bd_psnr_vs_off"] > 0
-    worse = bd_table(points_table(12, factor=1.1, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
+    worse = bd_table(points_table(24, factor=1.1, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
     assert worse.loc["x", "status"] == "worse" and worse.loc["x", "ci_low"] > 0
 
 

@@ -63,7 +63,7 @@ def test_one_seed_and_four_images_is_indicative_in_the_status_and_the_headline(t
 
 
 def test_reference_by_name_and_unpaired_seeds(tmp_path):
-    points = synthetic_points({"mine": -0.10}, 3, 12, QUIET, np.random.default_rng(1), reference="theirs")
+    points = synthetic_points({"mine": -0.10}, 3, 24, QUIET, np.random.default_rng(1), reference="theirs")
     points = points.drop(columns="is_off")
     points.loc[points["configuration"] == "mine", "seed"] += 10     # different seed sets: not paired
     assert main([str(write(points, tmp_path / "p.csv")), "--reference", "theirs"]) == 0
@@ -86,7 +86,7 @@ def test_paired_seeds_narrow_the_interval_when_seed_noise_is_shared():
 
 
 def test_a_copy_of_off_is_zero_with_a_zero_width_interval():
-    points = synthetic_points({"x": 0.0}, 3, 12, QUIET, np.random.default_rng(2))
+    points = synthetic_points({"x": 0.0}, 3, 24, QUIET, np.random.default_rng(2))
     off = points[points["configuration"] == "off"]
     same = pd.concat([off, off.assign(configuration="copy", is_off=False)])
     row = bd_table(same, "off").set_index("configuration").loc["copy"]

@@ -26,8 +26,10 @@ REGIMES = {
     # the issue's "moderate" training noise (~3 % per model) with nothing shared between the seeds of a pair
     "unpaired training noise": Noise(seed_sd=0.03, pairing=0.0, image_sd=0.02, noise_sd=0.02),
     # a kind of image (20 % of them) on which the configuration costs 12 % more, the rest save 3 %
-    "minority images": Noise(seed_sd=0.005, pairing=0.5, image_sd=0.01, noise_sd=0.01, minority=(0.2, 0.12)),
+    "minority images": Noise(seed_sd=0.02, pairing=0.5, image_sd=0.02, noise_sd=0.02, minority=(0.2, 0.12)),
 }
+# the same with quiet training, where the images are all the interval sees (README: 7 % at 3 × 24)
+QUIET_MINORITY = Noise(seed_sd=0.005, pairing=0.5, image_sd=0.01, noise_sd=0.01, minority=(0.2, 0.12))
 
 
 def judge(effects: dict[str, float], n_seeds: int, n_images: int, noise: Noise, reps: int, seed: int):
@@ -55,7 +57,7 @@ def judge(effects: dict[str, float], n_seeds: int, n_images: int, noise: Noise, 
 @pytest.mark.parametrize("regime", list(REGIMES))
 def test_a_null_is_rarely_called_better_or_worse_at_the_smallest_verdict_setting(regime):
     """3 seeds × MIN_IMAGES images: the smallest experiment that gets a verdict."""
-    _, verdict, covered, _, statuses = judge({"x": 0.0}, MIN_SEEDS, MIN_IMAGES, REGIMES[regime], reps=100, seed=1)
+    _, verdict, covered, _, statuses = judge({"x": 0.0}, MIN_SEEDS, MIN_IMAGES, REGIMES[regime], reps=80, seed=1)
     assert verdict["x"] <= 0.10
     assert covered["x"] >= 0.88                          # nominal 95 %
     assert statuses <= {"better", "worse", "not significant"}    # a verdict is issued here
@@ -66,22 +68,22 @@ def test_true_minus_ten_percent_at_3_seeds_24_images_is_better():
     assert better["a"] >= 0.90 and covered["a"] >= 0.90
 
 
-def test_three_nulls_judged_at_once_rarely_yield_any_verdict():
-    """K = 3 (Bonferroni) under unpaired training noise, where 3 seeds estimate the variance worst:
-    the chance that any of the three is called better or worse (family-wise)."""
-    _, _, covered, any_null, _ = judge({"a": 0.0, "b": 0.0, "c": 0.0}, 3, 24, REGIMES["unpaired training noise"],
+def test_nulls_judged_with_others_rarely_yield_any_verdict():
+    """K = 3 (Bonferroni: −10 % and two nulls) under unpaired training noise, where 3 seeds estimate the
+    variance worst: the chance that either null is called better or worse (family-wise)."""
+    _, _, covered, any_null, _ = judge({"a": -0.10, "b": 0.0, "c": 0.0}, 3, 24, REGIMES["unpaired training noise"],
                                        reps=100, seed=4)
     assert any_null <= 0.10
     assert min(covered.values()) >= 0.90                 # nominal 98.3 % each
 
 
-def test_a_minority_kind_of_image_is_why_a_verdict_needs_12_images(monkeypatch):
+def test_a_minority_kind_of_image_is_why_few_test_images_get_no_verdict(monkeypatch):
     """With 4 test images the kind a configuration hurts is absent 0.8⁴ = 41 % of the time and the
-    interval, calibrated for the images it saw, calls a null better; with 12 it is absent 7 % of the time
-    (the 12-image case is a regime of the test above)."""
+    interval, calibrated for the images it saw, calls a null better (measured with 200 experiments: 12
+    images 7 % and 16 % with two generator seeds, 16 images 8 %, 24 images 7 %)."""
     monkeypatch.setattr(analysis.verdict, "MIN_IMAGES", 1)          # what a verdict on 4 images would do
-    better, _, _, _, _ = judge({"x": 0.0}, MIN_SEEDS, 4, REGIMES["minority images"], reps=100, seed=5)
-    assert MIN_IMAGES == 12 and better["x"] > 0.20
+    better, _, _, _, _ = judge({"x": 0.0}, MIN_SEEDS, 4, QUIET_MINORITY, reps=100, seed=5)
+    assert MIN_IMAGES == 24 and better["x"] > 0.20
 
 
 def test_one_seed_interval_misses_training_noise_so_it_is_never_a_verdict():
