@@ -144,7 +144,7 @@ def headline(comparison: Comparison) -> str:
     indicative = others[status.str.startswith("indicative")]
     if len(better):
         best = better.iloc[0]
-        parts.append(f"**`{best['configuration']}` beats off**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
+        parts.append(f"**`{best['configuration']}` beats {comparison.reference}**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
                      f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] ({level:.1%} interval, simultaneous over "
                      f"{family_size(table)}) over {best['n_seeds']} seed(s) and {best['n_images']} test images."
                      + (f" {len(better) - 1} more configuration(s) are better too." if len(better) > 1 else ""))
@@ -156,7 +156,7 @@ def headline(comparison: Comparison) -> str:
                      f"{lowest['bd_rate_vs_off']:+.2f} % [{lowest['ci_low']:+.2f}, {lowest['ci_high']:+.2f}], "
                      "not a verdict.")
     else:
-        parts.append("**No configuration is significantly better than off**.")
+        parts.append(f"**No configuration is significantly better than {comparison.reference}**.")
     counts = [(status == "worse").sum(), len(indicative) if len(better) or status.isin(["worse", "not significant"]).any()
               else 0, status.str.startswith("unreliable").sum(), status.str.startswith("undefined").sum(),
               status.str.startswith("incomplete").sum()]
@@ -190,18 +190,18 @@ def method_section(comparison: Comparison) -> str:
 
 def evidence_notes(comparison: Comparison) -> list[str]:
     """What the evidence behind the table lacks, one note each."""
-    table, notes = comparison.table, []
-    judged = table[~table["is_off"] & table["status"].notna()]
-    short = shortfall(int(table["n_seeds"].min()), int(table["n_images"].min())) if len(table) else ""
+    notes = []
+    table = comparison.table[~comparison.table["status"].str.startswith("incomplete")]
+    seeds, images = int(table["n_seeds"].min()), int(table["n_images"].min())
+    short = shortfall(seeds, images)
     if short:
-        notes.append(f"Too little evidence for a verdict ({short}): " + (
-            "with 1 seed the interval covers test-image sampling only, not training noise; "
-            if int(table["n_seeds"].min()) < 2 else "")
-            + f"run ≥ {MIN_SEEDS} seeds and judge on ≥ {MIN_IMAGES} test images.")
-    unpaired = judged[(judged["paired_seeds"] == False) & judged["se"].notna()]   # noqa: E712 (NaN-safe)
+        notes.append(f"Too little evidence for a verdict ({short}): "
+                     + ("with 1 seed the interval covers test-image sampling only, not training noise; "
+                        if seeds < 2 else "") + f"run ≥ {MIN_SEEDS} seeds and judge on ≥ {MIN_IMAGES} test images.")
+    unpaired = table[(table["paired_seeds"] == False) & table["se"].notna()]   # noqa: E712 (NaN-safe)
     if len(unpaired):
-        notes.append("Seeds not paired with off's (different seed sets): " + ", ".join(
-            f"`{c}`" for c in unpaired["configuration"]) + "; their seed level is resampled on each side apart.")
+        notes.append("Seeds not paired with the reference's (different seed sets): " + ", ".join(
+            f"`{c}`" for c in unpaired["configuration"]) + "; their seed level leaves seeds out on each side apart.")
     return notes
 
 

@@ -164,8 +164,8 @@ def _caveats(data: ReportData) -> str:
     if data.source == "test":
         notes += evidence_notes(data.comparison)
     if data.source == "test" and len(data.points) and data.points["image"].nunique() < MIN_IMAGES:
-        notes.append(f"{data.points['image'].nunique()} test images (the built-in split is a sanity check): pass "
-                     "`--dataset` to analysis.evaluate for a real verdict.")
+        notes.append("Evaluate on a larger set (`--dataset` of analysis.evaluate, e.g. Kodak's 24 images): the "
+                     "built-in test split is a sanity check.")
     if dropped:
         notes.append(f"{dropped} evaluated points belong to trials no longer eligible (results.csv changed since "
                      "the evaluation) and were left out.")

@@ -70,7 +70,7 @@ def test_reference_by_name_and_unpaired_seeds(tmp_path):
     table = pd.read_csv(tmp_path / "compare" / "bd_rate.csv").set_index("configuration")
     assert table.loc["theirs", "status"] == "reference" and not table.loc["mine", "paired_seeds"]
     assert table.loc["mine", "status"] == "better"
-    assert "Seeds not paired with off's" in (tmp_path / "compare" / "report.md").read_text()
+    assert "Seeds not paired with the reference's" in (tmp_path / "compare" / "report.md").read_text()
 
 
 def test_paired_seeds_narrow_the_interval_when_seed_noise_is_shared():
