@@ -6,7 +6,8 @@ from .bd import BDResult, bd_psnr, bd_psnr_checked, bd_rate, bd_rate_checked
 from .errors import AnalysisError
 from .experiment import Experiment, load_experiment
 from .figures import register_figure
-from .interval import BDInterval, bd_interval, bd_table
+from .interval import BDInterval, bd_interval
+from .verdict import bd_table
 
 __all__ = [
     "Anchor", "AnalysisError", "BDInterval", "BDResult", "Experiment", "bd_interval", "bd_psnr", "bd_psnr_checked",

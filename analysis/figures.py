@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .anchors import Anchor
+from .verdict import Comparison
 from .errors import AnalysisError
 from .experiment import Experiment
 
@@ -26,15 +27,19 @@ class ReportData:
     experiment: Experiment
     points: pd.DataFrame        # test points (evaluation/points.csv), else validation points
     source: str                 # "test" or "validation"
-    table: pd.DataFrame         # the BD table (analysis.interval.bd_table)
+    table: pd.DataFrame         # the BD table (analysis.verdict.bd_table, plus validation rank and anchor)
     reference: str              # the off configuration
     anchor: Anchor | None       # only when the evaluation set is the anchor's set
     method: str = "pchip"
-    n_boot: int = 0             # bootstrap replicates behind the table's intervals (0: none)
     anchor_name: str | None = None       # the anchor asked for
     anchor_refusal: str | None = None    # why it was not compared, when it was not
     dropped: int = 0            # evaluated points of trials no longer eligible
     quality: str = "psnr"       # the distortion axis: "psnr", or "ms_ssim_db" for MS-SSIM-trained models
+
+    @property
+    def comparison(self) -> Comparison:
+        """The table and points as :mod:`analysis.compare` renders them (the report's verdict part)."""
+        return Comparison(self.points, self.table, self.reference, self.method, self.quality)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .figures import ReportData, register_figure
 from .interval import bd_over_epochs
+from .verdict import level_of
 from .points import mean_curve, parse_configuration
 
 MAX_CURVES = 10
@@ -115,7 +116,8 @@ def learning_figure(data: ReportData) -> Figure:
     return figure
 
 
-@register_figure("hparam_effects.png", "BD-rate vs off (95 % interval) against each searched parameter")
+@register_figure("hparam_effects.png", "BD-rate vs off (simultaneous interval, as in the verdict table) against each "
+                 "searched parameter")
 def effects_figure(data: ReportData) -> Figure:
     table = data.table[~data.table["is_off"]]
     settings = {row.configuration: parse_configuration(row.configuration) for row in table.itertuples()}
@@ -143,7 +145,8 @@ def effects_figure(data: ReportData) -> Figure:
         axes.set_xlabel(key)
         axes.set_ylabel("BD-rate vs off (%)")
         axes.grid(True, alpha=0.3)
-    figure.suptitle("BD-rate vs off, " + ("test set, 95 % interval" if data.source == "test" else
+    level = level_of(data.table)
+    figure.suptitle("BD-rate vs off, " + (f"test set, {level:.1%} simultaneous interval" if data.source == "test" else
                                          "VALIDATION set, no interval (no test evaluation yet)"))
     return figure
 

@@ -1,10 +1,11 @@
 """Write the verdict report for one experiment directory.
 
-    python -m analysis.report EXPERIMENT_DIR [--anchor kodak:VTM] [--out DIR] [--method pchip] [--n-boot N]
+    python -m analysis.report EXPERIMENT_DIR [--anchor kodak:VTM] [--out DIR] [--method pchip]
 
 Uses the held-out test points of ``python -m analysis.evaluate`` (EXPERIMENT_DIR/evaluation/
-points.csv) when they exist; otherwise it falls back to the validation points and says
-loudly that there is no verdict. Writes bd_rate.csv, every registered figure
+points.csv) when they exist and judges them with ``analysis.compare`` (the same code as for
+any points file; configurations with an errored seed are "incomplete"); otherwise it falls
+back to the validation points and says loudly that there is no verdict. Writes bd_rate.csv, every registered figure
 (:mod:`analysis.figures`) and report.md to OUT (default EXPERIMENT_DIR/report). A published
 anchor is compared only when the evaluation set is the anchor's set; otherwise one line
 says why not. Bad input: one line on stderr, exit status 2.
@@ -24,18 +25,18 @@ from . import anchors, summary
 from .bd import METHODS, bd_rate_checked
 from .cli import ArgumentParser, run
 from .errors import AnalysisError
-from .experiment import load_experiment
+from .experiment import Experiment, load_experiment
 from .figures import ReportData, registered_figures
-from .interval import N_BOOT, bd_table
+from .verdict import compare
 from .points import OFF, eligible_trials, evaluation_points, mean_curve, ranking, validation_points
 
 NO_INTERVAL = "validation only: no verdict"
 
 
 def write_report(experiment_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 anchor: str | None = None, method: str = "pchip", n_boot: int = N_BOOT) -> Path:
+                 anchor: str | None = None, method: str = "pchip") -> Path:
     """Build every report file and return the folder they are in."""
-    data = report_data(experiment_dir, anchor, method, n_boot)
+    data = report_data(experiment_dir, anchor, method)
     folder = Path(out) if out is not None else Path(experiment_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
     data.table.to_csv(folder / "bd_rate.csv", index=False)
@@ -46,8 +47,8 @@ def write_report(experiment_dir: str | os.PathLike[str], out: str | os.PathLike[
     return folder
 
 
-def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = None, method: str = "pchip",
-                n_boot: int = N_BOOT) -> ReportData:
+def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = None,
+                method: str = "pchip") -> ReportData:
     """Everything the report shows: points (test, else validation), the BD table, the anchor decision."""
     if method not in METHODS:
         raise AnalysisError(f"BD method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -66,7 +67,7 @@ def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = Non
     resample = source == "test"
     metrics = set(experiment.trials.get("config/metric", pd.Series(dtype=object)).dropna())
     quality = "ms_ssim_db" if metrics == {"ms-ssim"} else "psnr"
-    table = bd_table(points, reference, quality=quality, method=method, n_boot=n_boot, resample=resample)
+    table = compare(points, reference, quality, method, errored_seeds(experiment), resample).table
     table.loc[table["status"] == "no interval", "status"] = NO_INTERVAL
     ranks = ranking(experiment).set_index("configuration")
     table["val_rd_score"] = table["configuration"].map(ranks["rd_score"])
@@ -86,8 +87,18 @@ def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = Non
     table["anchor"] = anchor if reference_curve is not None else None
     table["bd_rate_vs_anchor"] = [
         _vs_anchor(points, configuration, reference_curve, method, quality) for configuration in table["configuration"]]
-    return ReportData(experiment, points, source, table, reference, reference_curve, method,
-                      n_boot if resample else 0, anchor, refused, dropped, quality)
+    return ReportData(experiment, points, source, table, reference, reference_curve, method, anchor, refused,
+                      dropped, quality)
+
+
+def errored_seeds(experiment: Experiment) -> dict[str, str]:
+    """Configuration → why it is incomplete, for every configuration ASHA did not stop that has an ERROR trial."""
+    trials = experiment.trials
+    stopped = set(trials.loc[trials["status"] == "STOPPED", "configuration"])
+    failed = trials[(trials["status"] == "ERROR") & ~trials["configuration"].isin(stopped)].sort_values("seed")
+    return {configuration: "; ".join(f"seed {row.seed} errored ({row.error or 'no message'})"
+                                     for row in rows.itertuples())
+            for configuration, rows in failed.groupby("configuration", sort=True)}
 
 
 def _vs_anchor(points: pd.DataFrame, configuration: str, anchor, method: str, quality: str) -> float:
@@ -107,10 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     def body() -> Path:
         args = _parser().parse_args(argv)
-        if args.n_boot < 100:
-            raise AnalysisError(f"--n-boot must be >= 100, got {args.n_boot}")
         anchor = None if args.anchor in (None, "none") else args.anchor
-        return write_report(args.experiment, args.out, anchor, args.method, args.n_boot) / "report.md"
+        return write_report(args.experiment, args.out, anchor, args.method) / "report.md"
 
     return run("analysis.report", body)
 
@@ -123,7 +132,6 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--out", help="output folder (default EXPERIMENT/report)")
     parser.add_argument("--method", choices=METHODS, default="pchip",
                         help="BD interpolation: pchip (default), cubic (classic VCEG-M33), akima")
-    parser.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap replicates (default {N_BOOT})")
     return parser
 
 

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .anchors import about, published_claims
+from .compare import evidence_notes, method_section, table_markdown as _table, verdict_section
+from .compare import format_number as _number
 from .figures import FigureSpec, ReportData
-from .interval import MAX_UNDEFINED, METHOD, RNG_SEED
 from .points import eligible_trials, ranking, stopped_configurations
+from .verdict import MIN_IMAGES
 
 
 def render(data: ReportData, figures: Sequence[FigureSpec]) -> str:
@@ -57,42 +59,20 @@ def _header(data: ReportData) -> str:
 
 
 def _verdict(data: ReportData) -> str:
-    table = data.table
-    rows = []
-    for row in table.itertuples():
-        rows.append([f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), row.n_seeds,
-                     _interval(row.bd_rate_vs_off, row.ci_low, row.ci_high, "{:+.2f} %"),
-                     _interval(row.bd_psnr_vs_off, row.bd_psnr_ci_low, row.bd_psnr_ci_high, "{:+.3f} dB"),
-                     row.status, "" if pd.isna(row.val_rank) else int(row.val_rank)])
-    headers = ["configuration", "seeds", "BD-rate vs off [95 % CI]", "BD-PSNR vs off [95 % CI]", "status",
-               "validation rank"]
-    title = "## Verdict: BD-rate vs off" if data.source == "test" else "## BD-rate vs off on VALIDATION (no verdict)"
-    lines = [title, "", _answer(data), "", _table(headers, rows) if rows else "No configuration has points."]
-    return "\n".join(lines)
-
-
-def _answer(data: ReportData) -> str:
-    others = data.table[~data.table["is_off"]]
     if data.source != "test":
-        return "No verdict without a held-out test evaluation (see above)."
-    if others.empty:
-        return "Only off was evaluated: nothing to compare."
-    better = others[others["status"] == "better"].sort_values("ci_high")
-    undefined = others[others["status"].str.startswith("undefined")]
-    parts = []
-    if len(better):
-        best = better.iloc[0]
-        parts.append(f"**`{best['configuration']}` beats off**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
-                     f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] over {best['n_seeds']} seed(s) and "
-                     f"{best['n_images']} test images.")
-    else:
-        parts.append("**No configuration is significantly better than off** on this test set.")
-    worse = others[others["status"] == "worse"]
-    if len(worse):
-        parts.append(f"{len(worse)} configuration(s) are significantly worse.")
-    if len(undefined):
-        parts.append(f"{len(undefined)} configuration(s) have no defined BD-rate (see status).")
-    return " ".join(parts)
+        return "\n".join(["## BD-rate vs off on VALIDATION (no verdict)", "",
+                          "No verdict without a held-out test evaluation (see above).", "",
+                          _validation_table(data)])
+    ranks = dict(zip(data.table["configuration"], data.table["val_rank"]))
+    return verdict_section(data.comparison, "## Verdict: BD-rate vs off", ("validation rank", ranks))
+
+
+def _validation_table(data: ReportData) -> str:
+    rows = [[f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), row.n_seeds,
+             _number(row.bd_rate_vs_off, "{:+.2f} %"), _number(row.bd_psnr_vs_off, "{:+.3f} dB"), row.status,
+             "" if pd.isna(row.val_rank) else int(row.val_rank)] for row in data.table.itertuples()]
+    headers = ["configuration", "seeds", "BD-rate vs off", "BD-PSNR vs off", "status", "validation rank"]
+    return _table(headers, rows) if rows else "No configuration has points."
 
 
 def _inter_scale(data: ReportData) -> str:
@@ -122,10 +102,7 @@ def _method(data: ReportData) -> str:
     if data.source != "test":
         return ("## How BD-rates are computed\n\nPoint estimates only: per λ, the validation bpp and PSNR "
                 "averaged over seeds, BD-rate vs off's curve. No interval (one validation mean per model).")
-    return ("## How the interval is computed\n\n" + METHOD.format(method=data.method, n_boot=data.n_boot, seed=RNG_SEED)
-            + f" A configuration whose BD-rate is undefined in more than {MAX_UNDEFINED:.0%} of replicates "
-            "(a resampled curve not monotone) is \"undefined\". `ci_low`/`ci_high` in bd_rate.csv are this interval; "
-            "`boot_defined` is the share of replicates with a defined BD-rate.")
+    return method_section(data.comparison)
 
 
 def _stopped(data: ReportData) -> str:
@@ -182,48 +159,15 @@ def _published() -> str:
 def _caveats(data: ReportData) -> str:
     dropped = data.dropped
     notes = []
-    table, experiment = data.table, data.experiment
     if data.experiment.status_source != "results.csv":
         notes.append("No results.csv (the search is still running or was interrupted): statuses are inferred.")
-    if data.source == "test" and (table["n_seeds"] == 1).any():
-        notes.append("With 1 seed the interval covers test-image sampling only, not training noise: run the search "
-                     "with `--seeds 3` or more before trusting a \"better\".")
-    elif data.source == "test" and (table["n_seeds"] < 5).any():
-        notes.append(f"With {int(table['n_seeds'].min())} seeds the seed level of the bootstrap has few distinct "
-                     "resamples; the interval's seed part is rough.")
-    if data.source == "test" and len(data.points) and data.points["image"].nunique() < 10:
-        notes.append(f"{data.points['image'].nunique()} test images: a small set (the built-in split is a sanity "
-                     "check); pass `--dataset` to analysis.evaluate for a real verdict.")
+    if data.source == "test":
+        notes += evidence_notes(data.comparison)
+    if data.source == "test" and len(data.points) and data.points["image"].nunique() < MIN_IMAGES:
+        notes.append("Evaluate on a larger set (`--dataset` of analysis.evaluate, e.g. Kodak's 24 images): the "
+                     "built-in test split is a sanity check.")
     if dropped:
         notes.append(f"{dropped} evaluated points belong to trials no longer eligible (results.csv changed since "
                      "the evaluation) and were left out.")
-    eligible = eligible_trials(experiment)
-    partial = eligible.groupby("configuration")["seed"].nunique()
-    if len(partial) and partial.nunique() > 1:
-        notes.append("Configurations have different numbers of seeds (errored trials dropped): "
-                     + ", ".join(f"`{c}` {n}" for c, n in partial.items()) + ".")
     notes.append("Configurations were chosen on the validation set; only test-set numbers are a verdict.")
     return "## Caveats\n\n" + "\n".join(f"- {note}" for note in notes)
-
-
-def _interval(value: float, low: float, high: float, template: str) -> str:
-    if _isnan(value):
-        return "n/a"
-    text = template.format(value)
-    return text if _isnan(low) else f"{text} [{template.format(low)}, {template.format(high)}]"
-
-
-def _number(value: float, template: str) -> str:
-    return "n/a" if _isnan(value) else template.format(value)
-
-
-def _isnan(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)

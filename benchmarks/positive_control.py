@@ -242,11 +242,13 @@ def inter_scale_r2(runs: dict, budget: Budget) -> dict:
     return result
 
 
-def bd_rates(points, n_boot: int = N_BOOT) -> dict:
-    """BD-rate vs off (test split, real bpp) of phase1 and phase2, with the report's interval."""
-    from analysis.interval import bd_interval
+def bd_rates(points) -> dict:
+    """BD-rate vs off (test split, real bpp) of phase1 and phase2, with the report's interval and status."""
+    from analysis.verdict import bd_table
 
-    return {configuration: asdict(bd_interval(points, configuration, OFF, n_boot=n_boot))
+    table = bd_table(points, OFF).set_index("configuration")
+    return {configuration: {key: value.item() if hasattr(value, "item") else value
+                            for key, value in table.loc[configuration].items()}
             for configuration in (PHASE1, PHASE2)}
 
 
@@ -278,7 +280,7 @@ def measure(budget: Budget, out: Path, n_boot: int = N_BOOT, log: Callable[[str]
         mine = points[points["model"] == model]
         models[model] = {
             "convergence": convergence(runs[model], budget),
-            "bd_rate_vs_off": bd_rates(mine, n_boot),
+            "bd_rate_vs_off": bd_rates(mine),
             "inter_scale_r2": inter_scale_r2(runs[model], budget),
             "test_curves": test_curves(mine),
             "train_seconds": {c: sum(r["seconds"] for r in s.values()) for c, s in runs[model].items()},

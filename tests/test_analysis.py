@@ -1,7 +1,7 @@
 """Tests for the analysis package: BD maths, anchors, the interval, experiment loading, report, notebooks.
 
 Statistics are tested on analytic points tables (rates 0.9x off's at the same PSNRs must come
-out at -10 % BD-rate); loading, the report and the notebooks run on the real experiment of
+out at -10 % BD-rate; the verdict rule's error rates are tests/test_verdict_simulation.py); loading, the report and the notebooks run on the real experiment of
 tests/test_evaluate.py (HPCM_Tiny models trained with trainable.curve, coded for real).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from analysis import (
 from analysis.anchors import published_claims, refusal
 from analysis.points import ranking, select_configurations
 from analysis.report import main
+from analysis.verdict import CSV_COLUMNS
 from tests.test_evaluate import copy_experiment, evaluated_experiment_dir, real_experiment_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,32 +151,23 @@ def points_table(n_images: int, factor: float = 0.9, n_seeds: int = 1, image_noi
 
 
 def test_interval_contains_the_estimate_and_shrinks_with_more_images():
-    few = bd_interval(points_table(6), "x", "off", n_boot=400)
-    many = bd_interval(points_table(96), "x", "off", n_boot=400)
+    few = bd_interval(points_table(6), "x", "off")
+    many = bd_interval(points_table(96), "x", "off")
     for result in (few, many):
         assert result.ci_low < result.bd_rate_vs_off < result.ci_high
         assert result.bd_rate_vs_off == pytest.approx(-10, abs=3)
     assert (many.ci_high - many.ci_low) < 0.5 * (few.ci_high - few.ci_low)
-    assert many.n_images == 96 and many.n_seeds == 1 and many.boot_defined == 1.0
+    assert many.n_images == 96 and many.n_seeds == 1 and many.undefined_share == 0.0
+    assert few.df == 5 and many.df == 95            # 1 seed: the image level alone, n - 1 degrees of freedom
 
 
 def test_rates_at_ninety_percent_are_better_with_an_interval_excluding_zero():
-    result = bd_interval(points_table(12, n_seeds=3, seed_noise=0.01), "x", "off", n_boot=400)
-    assert result.status == "better" and result.ci_high < 0
-    assert result.ci_low < -10 < result.ci_high and result.bd_psnr_vs_off > 0
-    worse = bd_interval(points_table(12, factor=1.1), "x", "off", n_boot=400)
-    assert worse.status == "worse" and worse.ci_low > 0
-
-
-def test_a_configuration_identical_to_off_is_zero_and_not_significant():
-    points = points_table(12, factor=1.0, n_seeds=3, seed_noise=0.02)
-    off = points[points["configuration"] == "off"]
-    same = pd.concat([off, off.assign(configuration="same", is_off=False)])
-    result = bd_interval(same, "same", "off", n_boot=400)
-    assert abs(result.bd_rate_vs_off) < 1e-9 and result.status == "not significant"
-    assert result.ci_low < 0 < result.ci_high                       # seeds are resampled independently
-    single = bd_interval(same[same["seed"] == 0], "same", "off", n_boot=200)
-    assert single.ci_low == single.ci_high == 0 and single.status == "not significant"
+    table = bd_table(points_table(24, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
+    row = table.loc["x"]
+    assert row["status"] == "better" and row["ci_high"] < 0
+    assert row["ci_low"] < -10 < row["ci_high"] and row["bd_psnr_vs_off"] > 0
+    worse = bd_table(points_table(24, factor=1.1, n_seeds=3, seed_noise=0.01), "off").set_index("configuration")
+    assert worse.loc["x", "status"] == "worse" and worse.loc["x", "ci_low"] > 0
 
 
 def test_table_has_off_at_zero_and_says_why_bd_is_undefined():
@@ -184,13 +177,14 @@ def test_table_has_off_at_zero_and_says_why_bd_is_undefined():
     incomplete = points.drop(index=points.index[-1])
     bent = broken[broken["configuration"] == "x"].assign(configuration="bent")
     gap = incomplete[incomplete["configuration"] == "x"].assign(configuration="gap")
-    table = bd_table(pd.concat([points, bent, gap]), "off", n_boot=200).set_index("configuration")
+    table = bd_table(pd.concat([points, bent, gap]), "off").set_index("configuration")
     assert table.loc["off", "bd_rate_vs_off"] == 0 and table.loc["off", "status"] == "reference"
-    assert table.loc["x", "status"] == "better"
+    assert table.loc["x", "status"] == "indicative: 1 seed, 8 test images" and table.loc["x", "ci_high"] < 0
     assert table.loc["bent", "status"].startswith("undefined: non-monotone configuration's curve")
     assert table.loc["gap", "status"].startswith("undefined:") and "not evaluated" in table.loc["gap", "status"]
-    assert list(table.columns[:9]) == ["is_off", "n_seeds", "n_images", "n_lambdas", "bd_rate_vs_off", "ci_low",
-                                       "ci_high", "bd_psnr_vs_off", "bd_psnr_ci_low"]
+    assert table.loc["x", "confidence"] == pytest.approx(1 - 0.05 / 3)     # 3 configurations judged at once
+    assert list(table.columns[:7]) == ["n_seeds", "n_images", "bd_rate_vs_off", "ci_low", "ci_high", "status",
+                                       "undefined_share"]
 
 
 # --- loading a real experiment -------------------------------------------------------------------
@@ -256,7 +250,7 @@ def test_ranking_excludes_stopped_and_always_keeps_off(experiment):
 # --- report ---------------------------------------------------------------------------------------
 
 def test_report_without_evaluation_falls_back_to_validation_loudly(experiment):
-    assert main([str(experiment), "--anchor", "kodak:VTM", "--n-boot", "100"]) == 0
+    assert main([str(experiment), "--anchor", "kodak:VTM"]) == 0
     text = (experiment / "report" / "report.md").read_text()
     assert "**NO VERDICT: there is no test-set evaluation yet.**" in text
     assert "anchor kodak:VTM not compared: no test-set evaluation" in text
@@ -266,25 +260,59 @@ def test_report_without_evaluation_falls_back_to_validation_loudly(experiment):
     assert "delta=0.3" not in set(table["configuration"])
 
 
-def test_report_verdict_on_test_points(evaluated):
-    """Real experiment, analytic test points: delta=0.1's rates are 0.9x off's on every image."""
-    points = pd.read_csv(evaluated / "evaluation" / "points.csv")
+def _analytic_test_points(evaluated: Path) -> Path:
+    """Replace the evaluation's points: delta=0.1's rates are 0.9x off's on every image and seed."""
+    path = evaluated / "evaluation" / "points.csv"
+    points = pd.read_csv(path)
     off = points[points["configuration"] == "off"].sort_values(["seed", "lmbda", "image"])
     x = points[points["configuration"] == "delta=0.1"].sort_values(["seed", "lmbda", "image"])
     analytic = (np.array(BASE_BPP)[off["lmbda"].map({l: i for i, l in enumerate(sorted(set(off["lmbda"])))})]
                 * (1 + 0.1 * off["height"] / 170))
     off = off.assign(bpp=analytic, psnr=off["lmbda"].map(dict(zip(sorted(set(off["lmbda"])), BASE_PSNR))))
     x = x.assign(bpp=0.9 * off["bpp"].to_numpy(), psnr=off["psnr"].to_numpy())
-    pd.concat([off, x]).to_csv(evaluated / "evaluation" / "points.csv", index=False)
-    assert main([str(evaluated), "--n-boot", "200"]) == 0
+    pd.concat([off, x]).to_csv(path, index=False)
+    return path
+
+
+def _forget_errored_trial(experiment: Path) -> None:
+    shutil.rmtree(next(experiment.glob("*f00df_00099*")))
+    results = pd.read_csv(experiment / "results.csv", dtype={"trial_id": str})
+    results[results["trial_id"] != "f00df_00099"].to_csv(experiment / "results.csv", index=False)
+
+
+def test_report_marks_a_configuration_with_an_errored_seed_incomplete(evaluated):
+    """delta=0.1's seed 2 errored: it is not judged on seeds 0 and 1, however good they look."""
+    _analytic_test_points(evaluated)
+    assert main([str(evaluated)]) == 0
+    row = pd.read_csv(evaluated / "report" / "bd_rate.csv").set_index("configuration").loc["delta=0.1"]
+    assert row["status"] == "incomplete: seed 2 errored (error: non-finite loss (nan) at epoch 1, step 3)"
+    assert math.isnan(row["bd_rate_vs_off"]) and math.isnan(row["ci_low"])
+    text = (evaluated / "report" / "report.md").read_text()
+    assert "1 configuration(s) are incomplete (an errored seed: not judged on its survivors)" in text
+    assert "| incomplete: seed 2 errored (error: non-finite loss" in text and "beats off" not in text
+
+
+def test_report_is_compare_on_the_evaluation_points(evaluated, tmp_path):
+    """Real experiment (errored trial removed), analytic test points: BD-rate exactly -10 %, but 2 seeds and
+    3 test images are only indicative; analysis.compare on the same points gives the same table."""
+    from analysis.compare import main as compare_main
+
+    _forget_errored_trial(evaluated)
+    points = _analytic_test_points(evaluated)
+    assert main([str(evaluated)]) == 0
     table = pd.read_csv(evaluated / "report" / "bd_rate.csv").set_index("configuration")
     row = table.loc["delta=0.1"]
-    assert row["bd_rate_vs_off"] == pytest.approx(-10, abs=1e-6) and row["status"] == "better" and row["ci_high"] < 0
+    assert row["bd_rate_vs_off"] == pytest.approx(-10, abs=1e-6) and row["ci_high"] == pytest.approx(-10, abs=1e-6)
+    assert row["status"] == "indicative: 2 seeds, 3 test images" and row["undefined_share"] == 0
     assert row["n_seeds"] == 2 and table.loc["off", "bd_rate_vs_off"] == 0 and "delta=0.3" not in table.index
     text = (evaluated / "report" / "report.md").read_text()
-    assert "**`delta=0.1` beats off**: BD-rate -10.00 %" in text and "two-level percentile bootstrap" in text
+    assert "**No verdict: the evidence is only indicative** (2 seeds, 3 test images; a verdict needs ≥ 3 seeds" in text
+    assert "beats off" not in text and "delete-one jackknife" in text and "(Bonferroni)" in text
     for name in ("rd_curves.png", "bd_rate_over_epochs.png", "learning_curves.png", "hparam_effects.png"):
         assert (evaluated / "report" / name).stat().st_size > 0, name
+    assert compare_main([str(points), "--out", str(tmp_path / "compare")]) == 0
+    alone = pd.read_csv(tmp_path / "compare" / "bd_rate.csv")
+    pd.testing.assert_frame_equal(alone[list(CSV_COLUMNS)], table.reset_index()[list(CSV_COLUMNS)])
 
 
 def test_a_registered_figure_is_written_and_listed(evaluated):
@@ -298,7 +326,7 @@ def test_a_registered_figure_is_written_and_listed(evaluated):
         return figure
 
     try:
-        assert main([str(evaluated), "--n-boot", "100"]) == 0
+        assert main([str(evaluated)]) == 0
     finally:
         figures._FIGURES.pop("probe.png")
     assert (evaluated / "report" / "probe.png").stat().st_size > 0
@@ -313,7 +341,7 @@ def test_cli_missing_dir_exits_2_with_one_line(tmp_path):
 
 
 def test_cli_bad_options_exit_2_with_one_line(experiment, capsys):
-    for argv in (["--method", "linear"], ["--anchor", "kodak:JPEG"], ["--n-boot", "5"]):
+    for argv in (["--method", "linear"], ["--anchor", "kodak:JPEG"], ["--n-boot", "200"]):   # no bootstrap now
         assert main([str(experiment), *argv]) == 2
         assert capsys.readouterr().err.count("\n") == 1
 

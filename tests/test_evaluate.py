@@ -255,15 +255,13 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys):
 
 def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     exp = copy_experiment(evaluated_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
-    assert report_main([str(exp), "--n-boot", "200", "--anchor", "kodak:VTM"]) == 0
+    assert report_main([str(exp), "--anchor", "kodak:VTM"]) == 0
     table = pd.read_csv(exp / "report" / "bd_rate.csv")
     assert list(table["configuration"]) == ["off", "delta=0.1"] and "delta=0.3" not in set(table["configuration"])
     assert table.loc[0, "bd_rate_vs_off"] == 0 and table.loc[0, "status"] == "reference"
-    assert (table["n_seeds"] == 2).all() and (table["n_images"] == len(TEST_SIZES)).all()
-    status = table.loc[1, "status"]
-    assert status in ("better", "worse", "not significant") or status.startswith("undefined: ")
-    if not status.startswith("undefined"):   # few training steps: the curves may not be monotone yet
-        assert table.loc[1, "ci_low"] <= table.loc[1, "bd_rate_vs_off"] <= table.loc[1, "ci_high"]
+    assert (table["n_seeds"] == 2).all() and table.loc[0, "n_images"] == len(TEST_SIZES)
+    # delta=0.1's seed 2 errored: "incomplete", not judged on seeds 0 and 1 (issue 15.6)
+    assert table.loc[1, "status"].startswith("incomplete: seed 2 errored") and math.isnan(table.loc[1, "bd_rate_vs_off"])
     text = (exp / "report" / "report.md").read_text()
     assert "held-out TEST set" in text and "NO VERDICT" not in text
     assert "anchor kodak:VTM not compared: the evaluation set has 3 images, kodak has 24" in text

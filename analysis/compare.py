@@ -1,0 +1,263 @@
+"""Judge any per-image RD points against a reference: BD-rate, interval and the verdict rule.
+
+    python -m analysis.compare POINTS.csv [--reference NAME] [--out DIR] [--method pchip] [--quality psnr]
+
+POINTS.csv has one row per ``configuration, seed, lmbda, image`` with ``bpp`` and ``psnr``
+(or the ``--quality`` column), and either ``is_off`` (true on the reference configuration's
+rows) or ``--reference NAME``. Writes DIR/bd_rate.csv and DIR/report.md (default DIR: a
+``compare`` folder next to POINTS.csv) with the same statistics as ``analysis.report``,
+which is this code on an experiment's evaluation points. Bad input: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .bd import METHODS, MIN_POINTS
+from .cli import ArgumentParser, run
+from .errors import AnalysisError
+from .interval import METHOD
+from .verdict import (FAMILY_CONFIDENCE, MAX_UNDEFINED, MIN_IMAGES, MIN_SEEDS, Comparison, compare, family_size,
+                      level_of, shortfall)
+
+KEYS = ("configuration", "seed", "lmbda", "image")
+QUALITIES = ("psnr", "ms_ssim_db")
+
+
+def read_points(path: str | os.PathLike[str], reference: str | None = None,
+                quality: str = "psnr") -> tuple[pd.DataFrame, str]:
+    """POINTS.csv checked for what a BD-rate needs; returns (points, reference name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"points file not found: {path}")
+    try:
+        points = pd.read_csv(path, dtype={"configuration": str, "image": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"unreadable {path}: {exc}".splitlines()[0]) from None
+    needed = (*KEYS, "bpp", quality)
+    missing = [column for column in needed if column not in points.columns]
+    if missing:
+        raise AnalysisError(f"{path.name} has no '{missing[0]}' column (needs {', '.join(needed)})")
+    if points.empty:
+        raise AnalysisError(f"{path.name} has no rows")
+    for column in ("lmbda", "bpp", quality):
+        points[column] = pd.to_numeric(points[column], errors="coerce")
+    bad = points[list(needed)].isna()
+    if bad.any(axis=None):
+        row, column = next((r, c) for r, c in zip(*bad.to_numpy().nonzero()))
+        raise AnalysisError(f"{path.name}: {int(bad.any(axis=1).sum())} row(s) with a missing, NaN or non-numeric "
+                            f"value (first: line {row + 2}, column {needed[column]})")
+    if (points["bpp"] <= 0).any():
+        raise AnalysisError(f"{path.name}: bpp must be > 0 (line {int((points['bpp'] <= 0).to_numpy().argmax()) + 2})")
+    duplicated = points.duplicated(list(KEYS))
+    if duplicated.any():
+        first = points[duplicated].iloc[0]
+        raise AnalysisError(f"{path.name}: {int(duplicated.sum())} duplicate row(s) for one configuration, seed, "
+                            f"lmbda, image (first: {', '.join(str(first[k]) for k in KEYS)})")
+    reference = _reference(points, reference, path.name)
+    if set(points["configuration"]) == {reference}:
+        raise AnalysisError(f"nothing to compare: {path.name} has only the reference configuration '{reference}'")
+    lambdas = points.groupby("configuration")["lmbda"].nunique()
+    few = lambdas[lambdas < MIN_POINTS]
+    if len(few):
+        raise AnalysisError(f"configuration '{few.index[0]}' has points at {few.iloc[0]} λ(s); a BD-rate needs "
+                            f"≥ {MIN_POINTS} per configuration")
+    points["is_off"] = points["configuration"] == reference
+    return points, reference
+
+
+def _reference(points: pd.DataFrame, reference: str | None, name: str) -> str:
+    configurations = sorted(set(points["configuration"]))
+    if reference is not None:
+        if reference not in configurations:
+            raise AnalysisError(f"unknown reference '{reference}': {name} has {', '.join(configurations)}")
+        return reference
+    if "is_off" not in points:
+        raise AnalysisError(f"no reference: pass --reference NAME or give {name} an is_off column")
+    flags = points["is_off"].map(lambda v: {"true": True, "1": True, "false": False, "0": False}.get(str(v).strip().lower()))
+    if flags.isna().any():
+        raise AnalysisError(f"{name}: is_off must be true/false or 1/0, not {points['is_off'][flags.isna()].iloc[0]!r}")
+    marked = sorted(set(points.loc[flags.astype(bool), "configuration"]))
+    if len(marked) != 1:
+        raise AnalysisError(f"is_off marks {len(marked)} configurations ({', '.join(marked) or 'none'}): pass "
+                            "--reference NAME")
+    return marked[0]
+
+
+def write_comparison(comparison: Comparison, out: str | os.PathLike[str], title: str) -> Path:
+    """DIR/bd_rate.csv and DIR/report.md for a comparison; returns the report's path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    comparison.table.to_csv(folder / "bd_rate.csv", index=False)
+    points = comparison.points
+    images = sorted(set(points["image"]))
+    lines = [f"# BD-rate vs `{comparison.reference}`: {title}", "",
+             f"- Configurations: {points['configuration'].nunique()}; reference `{comparison.reference}`.",
+             f"- {len(images)} image(s): {', '.join(images[:12])}{', ...' if len(images) > 12 else ''}.",
+             f"- λ: {', '.join(f'{x:g}' for x in sorted(points['lmbda'].unique()))}; BD method `{comparison.method}`; "
+             f"distortion {comparison.quality}.",
+             "- BD-rate: negative = fewer bits than the reference at the same quality (better)."]
+    sections = ["\n".join(lines), verdict_section(comparison, "## Verdict: BD-rate vs the reference"),
+                method_section(comparison), "## Caveats\n\n" + "\n".join(f"- {note}" for note in evidence_notes(comparison)
+                                                                           or ["None."])]
+    report = folder / "report.md"
+    report.write_text("\n\n".join(sections) + "\n")
+    return report
+
+
+# --- the verdict part of a report (analysis.report writes the same) ------------------------------
+
+def verdict_section(comparison: Comparison, title: str, extra: tuple[str, Mapping[str, object]] | None = None) -> str:
+    """The headline, then one row per configuration with its interval and the share of undefined replicates."""
+    level = level_of(comparison.table)
+    ci = f"{level:.1%} CI" if not math.isnan(level) else "CI"
+    reference = comparison.reference
+    headers = ["configuration", "seeds", "images", f"BD-rate vs {reference} [{ci}]", "undefined replicates",
+               f"BD-PSNR vs {reference}",
+               "status"] + ([extra[0]] if extra else [])
+    rows = []
+    for row in comparison.table.itertuples():
+        rows.append([f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), _count(row.n_seeds),
+                     _count(row.n_images), _interval(row.bd_rate_vs_off, row.ci_low, row.ci_high, "{:+.2f} %"),
+                     "" if row.is_off else format_number(row.undefined_share, "{:.1%}"),
+                     format_number(row.bd_psnr_vs_off, "{:+.3f} dB"), row.status]
+                    + ([_extra(extra[1].get(row.configuration))] if extra else []))
+    return "\n".join([title, "", headline(comparison), "", table_markdown(headers, rows)])
+
+
+def headline(comparison: Comparison) -> str:
+    """One paragraph: the verdict, or why there is none."""
+    table = comparison.table
+    others = table[~table["is_off"]]
+    if others.empty:
+        return "Only the reference has points: nothing to compare."
+    status = others["status"].astype(str)
+    level = level_of(table)
+    parts = []
+    better = others[status == "better"].sort_values("ci_high")
+    indicative = others[status.str.startswith("indicative")]
+    if len(better):
+        best = better.iloc[0]
+        parts.append(f"**`{best['configuration']}` beats {comparison.reference}**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
+                     f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] ({level:.1%} interval, simultaneous over "
+                     f"{family_size(table)}) over {best['n_seeds']} seed(s) and {best['n_images']} test images."
+                     + (f" {len(better) - 1} more configuration(s) are better too." if len(better) > 1 else ""))
+    elif len(indicative) and not status.isin(["worse", "not significant"]).any():
+        lowest = indicative.sort_values("bd_rate_vs_off").iloc[0]
+        short = sorted(set(indicative["status"].str.removeprefix("indicative: ")))
+        parts.append(f"**No verdict: the evidence is only indicative** ({'; '.join(short)}; a verdict needs ≥ "
+                     f"{MIN_SEEDS} seeds and ≥ {MIN_IMAGES} test images). Lowest BD-rate: `{lowest['configuration']}` "
+                     f"{lowest['bd_rate_vs_off']:+.2f} % [{lowest['ci_low']:+.2f}, {lowest['ci_high']:+.2f}], "
+                     "not a verdict.")
+    else:
+        parts.append(f"**No configuration is significantly better than {comparison.reference}**.")
+    counts = [(status == "worse").sum(), len(indicative) if len(better) or status.isin(["worse", "not significant"]).any()
+              else 0, status.str.startswith("unreliable").sum(), status.str.startswith("undefined").sum(),
+              status.str.startswith("incomplete").sum()]
+    words = ["significantly worse", "only indicative (too few seeds or images: no verdict)",
+             "unreliable (too many undefined replicates: no verdict)", "without a defined BD-rate",
+             "incomplete (an errored seed: not judged on its survivors)"]
+    parts += [f"{int(n)} configuration(s) are {word}." for n, word in zip(counts, words) if n]
+    return " ".join(parts)
+
+
+def method_section(comparison: Comparison) -> str:
+    k = family_size(comparison.table)
+    level = level_of(comparison.table)
+    return "\n".join([
+        "## How the interval and the verdict are computed", "",
+        METHOD.format(method=comparison.method),
+        "",
+        f"- Multiplicity: {k} configuration(s) are judged against off at once, so each interval is at "
+        + (f"{level:.2%}" if not math.isnan(level) else "1 − 5 %/K")
+        + f" (Bonferroni): together the {k} intervals hold with {FAMILY_CONFIDENCE:.0%} (family-wise).",
+        f"- Verdict rule: \"better\" / \"worse\" only when the interval lies below / above 0 *and* there are ≥ "
+        f"{MIN_SEEDS} seeds (paired with off's) and ≥ {MIN_IMAGES} test images; otherwise the status says "
+        "\"indicative: …\" and what is short. These thresholds were set by simulation (README, \"The verdict rule\").",
+        f"- Undefined replicates (a leave-one-out curve that is not monotone) are never dropped silently: their share "
+        f"is the \"undefined replicates\" column (`undefined_share` in bd_rate.csv); above {MAX_UNDEFINED:.0%} of a "
+        "level's replicates the status is \"unreliable\" (the interval from the defined replicates is shown, no "
+        "verdict).",
+        "- A configuration with an errored seed is \"incomplete\" and not judged on its surviving seeds.",
+    ])
+
+
+def evidence_notes(comparison: Comparison) -> list[str]:
+    """What the evidence behind the table lacks, one note each."""
+    notes = []
+    table = comparison.table[~comparison.table["status"].str.startswith("incomplete")]
+    seeds, images = int(table["n_seeds"].min()), int(table["n_images"].min())
+    short = shortfall(seeds, images)
+    if short:
+        notes.append(f"Too little evidence for a verdict ({short}): "
+                     + ("with 1 seed the interval covers test-image sampling only, not training noise; "
+                        if seeds < 2 else "") + f"run ≥ {MIN_SEEDS} seeds and judge on ≥ {MIN_IMAGES} test images.")
+    unpaired = table[(table["paired_seeds"] == False) & table["se"].notna()]   # noqa: E712 (NaN-safe)
+    if len(unpaired):
+        notes.append("Seeds not paired with the reference's (different seed sets): " + ", ".join(
+            f"`{c}`" for c in unpaired["configuration"]) + "; their seed level leaves seeds out on each side apart.")
+    return notes
+
+
+def table_markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _interval(value: float, low: float, high: float, template: str) -> str:
+    if _isnan(value):
+        return "n/a"
+    text = template.format(value)
+    return text if _isnan(low) else f"{text} [{template.format(low)}, {template.format(high)}]"
+
+
+def format_number(value: float, template: str) -> str:
+    """``template`` filled with ``value``, or "n/a" for NaN."""
+    return "n/a" if _isnan(value) else template.format(value)
+
+
+def _count(value: object) -> object:
+    return "" if _isnan(value) else int(value)
+
+
+def _extra(value: object) -> object:
+    return "" if value is None or _isnan(value) or value is pd.NA else value
+
+
+def _isnan(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    def body() -> Path:
+        args = _parser().parse_args(argv)
+        points, reference = read_points(args.points, args.reference, args.quality)
+        out = args.out if args.out is not None else Path(args.points).resolve().parent / "compare"
+        return write_comparison(compare(points, reference, args.quality, args.method), out, Path(args.points).name)
+
+    return run("analysis.compare", body)
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m analysis.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("points", help="CSV: configuration, seed, lmbda, image, bpp, psnr [, is_off]")
+    parser.add_argument("--reference", help="the configuration to compare with (default: the one is_off marks)")
+    parser.add_argument("--out", help="output folder (default: compare/ next to POINTS.csv)")
+    parser.add_argument("--method", choices=METHODS, default="pchip",
+                        help="BD interpolation: pchip (default), cubic (classic VCEG-M33), akima")
+    parser.add_argument("--quality", choices=QUALITIES, default="psnr", help="distortion column (default psnr)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
