@@ -30,6 +30,15 @@ PRESETS: dict[str, dict] = {
 
 
 def default_preset() -> str:
+    """gpu-short with a usable GPU, cpu-smoke without one; a GPU that torch cannot use is an error."""
     import torch
 
-    return "gpu-short" if torch.cuda.is_available() else "cpu-smoke"
+    if torch.cuda.is_available():
+        return "gpu-short"
+    from trainable.device import cuda_problem, gpu_present
+    from trainable.errors import InputError
+
+    if gpu_present():
+        raise InputError(f"this machine has an NVIDIA GPU, but {cuda_problem()}; fix that, "
+                         "or pass --preset cpu-smoke to search on the CPU")
+    return "cpu-smoke"
