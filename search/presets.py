@@ -25,7 +25,8 @@ PRESETS: dict[str, dict] = {
     # The paper's budget: 3000 epochs, λ models spread over 2 GPUs per trial, 3 seeds.
     "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "seeds": 3,
               "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
-              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2, "max_concurrent": 8},
+              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2, "max_concurrent": 8,
+              "checkpoint_every": 10},   # 6 HPCM_Base λ models are ~4.9 GB a checkpoint; ASHA rungs are multiples of 10
 }
 
 

@@ -223,6 +223,28 @@ def _on_stream(run: Run):
     return torch.cuda.stream(run.stream) if run.stream is not None else nullcontext()
 
 
+def step_together(runs: list[Run], x: torch.Tensor, epoch: int, step: int, phase2: list[bool],
+                  sums: list[dict], taus: list) -> None:
+    """One step of every run on batch ``x`` (one copy per device); adds to ``sums`` on the device."""
+    on_device: dict[torch.device, torch.Tensor] = {}
+    for k, run in enumerate(runs):
+        if run.device not in on_device:
+            on_device[run.device] = x.to(run.device, non_blocking=True)
+        xd = on_device[run.device]
+        if run.stream is not None:
+            run.stream.wait_stream(torch.cuda.current_stream(run.device))
+            xd.record_stream(run.stream)
+        with _on_stream(run):
+            seed_epoch(run.config.seed, epoch, step)
+            if run.phase1 is not None:
+                taus[k] = run.phase1.schedule.tau(run.global_step) or taus[k]
+            rd, extra, bad = train_step(run, xd, phase2[k])
+            for key, value in {**{f"train_{key}": v for key, v in rd.items()}, **extra}.items():
+                sums[k][key] += torch.where(bad, 0.0, value.detach().float()) * len(x)
+            sums[k]["images"] += (~bad).float() * len(x)
+            sums[k]["skipped"] += bad.int()
+
+
 def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tensor]) -> list[dict]:
     """One epoch of every run in lockstep on the same batches, then validation; each run's
     metrics (training terms averaged over the images of its non-skipped steps)."""
@@ -231,43 +253,24 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
     heads = [run.begin_epoch() for run in runs]
     phase2 = [run.phase2_active for run in runs]
     sums: list[dict[str, torch.Tensor | float]] = [defaultdict(float) for _ in runs]   # tensors: no sync per step
-    skipped: list[torch.Tensor | int] = [0 for _ in runs]
     taus: list[float | None] = [None for _ in runs]
     start = time.perf_counter()
     for step in range(steps):
         x = next(batches)
-        on_device: dict[torch.device, torch.Tensor] = {}
-        for k, run in enumerate(runs):
-            if run.device not in on_device:
-                on_device[run.device] = x.to(run.device, non_blocking=True)
-            xd = on_device[run.device]
-            if run.stream is not None:
-                run.stream.wait_stream(torch.cuda.current_stream(run.device))
-                xd.record_stream(run.stream)
-            with _on_stream(run):
-                seed_epoch(run.config.seed, epoch, step)
-                if run.phase1 is not None:
-                    taus[k] = run.phase1.schedule.tau(run.global_step) or taus[k]
-                rd, extra, bad = train_step(run, xd, phase2[k])
-                good = (~bad).float() * len(x)
-                for key, value in rd.items():
-                    sums[k][f"train_{key}"] += torch.where(bad, 0.0, value.detach().float()) * len(x)
-                for key, value in extra.items():
-                    sums[k][key] += torch.where(bad, 0.0, value.detach().float()) * len(x)
-                sums[k]["images"] += good
-                skipped[k] += bad.int()
+        step_together(runs, x, epoch, step, phase2, sums, taus)
     for run in runs:
         if run.stream is not None:
             torch.cuda.current_stream(run.device).wait_stream(run.stream)
     seconds = time.perf_counter() - start
     out = []
     for k, run in enumerate(runs):
-        run.check_nonfinite(int(skipped[k]), steps)
+        skipped = int(sums[k].pop("skipped"))
+        run.check_nonfinite(skipped, steps)
         images = float(sums[k].pop("images"))
         metrics = heads[k]
         metrics.update({key: float(v) / images for key, v in sums[k].items()})
         metrics.update(tau=taus[k], epoch_seconds=seconds, images_per_s=steps * len(x) / seconds,
-                       nonfinite_steps=int(skipped[k]))
+                       nonfinite_steps=skipped)
         metrics.setdefault("inter_scale_reg", 0.0)
         metrics.update(evaluate(run.model, data.val_images, run.criterion, run.device))
         run.epoch, metrics["global_step"] = epoch + 1, run.global_step

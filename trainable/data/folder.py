@@ -37,8 +37,9 @@ def random_crop(path: Path, p: int, generator: torch.Generator | None = None) ->
     """A random ``p``×``p`` crop of ``path`` with random flips, [3,p,p] float in [0,1].
 
     Cropped and flipped on the uint8 image, converted to float last (converting the whole
-    2K image first cost half the time); JPEGs decode straight to RGB (``draft``, at full
-    scale: a reduced-scale decode would change the training crops). Images smaller than
+    2K image first cost half the time); a PNG is decoded only down to the crop's last row
+    (its rows are stored top to bottom), a JPEG straight to RGB (``draft``, at full scale: a
+    reduced-scale decode would change the training crops). Images smaller than
     the patch are edge-padded. The draws (top, left, flip, flip) come from ``generator``,
     else torch's global RNG, in the order the full-image reference takes them.
     """
@@ -49,6 +50,9 @@ def random_crop(path: Path, p: int, generator: torch.Generator | None = None) ->
             w, h = img.size
             top = int(torch.randint(0, max(h, p) - p + 1, (), generator=generator))
             left = int(torch.randint(0, max(w, p) - p + 1, (), generator=generator))
+            if img.format == "PNG" and len(img.tile) == 1 and img.tile[0].codec_name == "zip" \
+                    and not img.info.get("interlace"):
+                _decode_rows(img, top + min(p, h))
             img = img.crop((left, top, left + min(p, w), top + min(p, h)))
             array = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -60,6 +64,12 @@ def random_crop(path: Path, p: int, generator: torch.Generator | None = None) ->
     if torch.rand((), generator=generator) < 0.5:
         array = array[::-1]
     return to_float(torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous())
+
+
+def _decode_rows(img: Image.Image, rows: int) -> None:
+    """Make the pending decode of a non-interlaced PNG stop after its first ``rows`` rows."""
+    img.tile = [img.tile[0]._replace(extents=(0, 0, img.width, rows))]
+    img._size = (img.width, rows)
 
 
 class ImageFolder(torch.utils.data.Dataset):
