@@ -67,3 +67,11 @@ def test_a_trial_given_a_gpu_it_cannot_use_fails_with_the_cause_and_the_search_e
     assert "Ray gave this trial GPU(s) [0], but torch" in error
     assert ("cannot use CUDA" in error) or ("CPU-only" in error)
     assert not list((tmp_path / "gpu").glob("trial_*/checkpoint_*"))           # nothing trained on the CPU
+
+
+@needs_no_cuda
+def test_gpu_check_without_cuda_exits_2_with_one_line():
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", os.devnull], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: gpu_check needs CUDA: torch")
