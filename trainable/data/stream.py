@@ -45,7 +45,8 @@ class EpochBatches(Sampler):
 def default_workers(cpus: float | None = None) -> int:
     """Loader workers for a process with ``cpus`` CPUs (default: this process's): one CPU
     drives the training, the others decode."""
-    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(int(cpus) - 1, 16))
 
 
