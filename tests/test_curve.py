@@ -82,4 +82,5 @@ def test_checkpoint_every_n_epochs_and_after_the_last(base, tmp_path):
     rows = collect(CurveConfig(replace(base, epochs=3, checkpoint_every=2, phase2_reg=False, spectral_reg=False,
                                        patch_size=64, steps_per_epoch=1), LAMBDAS[:1]))
     assert [d is not None for _, d in rows] == [False, True, True]          # epochs 2 and 3 (the last)
+    assert rows[0][0][f"{lambda_key(LAMBDAS[0])}/device"] == "cpu"          # every run logs its device
     assert load_file(Path(rows[-1][1]) / CURVE_LAST)["runs"][0]["epoch"] == 3

@@ -164,7 +164,7 @@ class Run:
         phase1 = self.phase1 is not None and self.phase1.schedule.active(self.global_step)
         self.model.train()
         return {"epoch": epoch + 1, "phase": "phase1_intra" if phase1 else "baseline",
-                "phase2_active": self.phase2_active, "lr": lr}
+                "phase2_active": self.phase2_active, "lr": lr, "device": str(self.device)}
 
     @property
     def phase2_active(self) -> bool:
