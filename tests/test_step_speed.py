@@ -136,3 +136,24 @@ def test_a_compiled_hpcm_tiny_trains_two_steps_like_eager(monkeypatch):
     compiled = _steps(small(compile=True), 2)
     eager = _steps(small(), 2)
     assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+def test_speed_and_checkpoint_options_reach_every_trial_and_bad_values_are_one_line():
+    from search.config import SearchConfig
+    from search.plan import make_plan
+    from search.run import build_parser, config_from_args
+    from trainable.errors import InputError
+
+    args = build_parser().parse_args(["--space", "baseline", "--preset", "cpu-smoke", "--amp", "bf16", "--compile",
+                                      "--num-workers", "3", "--checkpoint-every", "2", "--scratch-dir", "/tmp"])
+    plan = make_plan(config_from_args(args), verify_data=False)
+    params = plan.trial_params(plan.off, 0)
+    assert (params["amp"], params["compile"], params["num_workers"], params["checkpoint_every"],
+            params["scratch_dir"]) == ("bf16", True, 3, 2, "/tmp")
+    default_plan = make_plan(SearchConfig.create("baseline", "cpu-smoke"), verify_data=False)
+    default = default_plan.trial_params(default_plan.off, 0)
+    assert default["num_workers"] is None and default["amp"] == "fp32"      # None: the trial's CPUs minus one
+    for bad, message in (({"num_workers": -1}, "num workers must be >= 0"),
+                         ({"checkpoint_every": 0}, "checkpoint every must be >= 1")):
+        with pytest.raises(InputError, match=message):
+            make_plan(SearchConfig.create("baseline", "cpu-smoke", **bad), verify_data=False)
