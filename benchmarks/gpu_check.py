@@ -2,7 +2,7 @@
 
     python -m benchmarks.gpu_check [--official PATH_TO_LIC-HPCM] [--out benchmarks/gpu_check.json]
 
-Checks (about 5 minutes on one H100/H200): a CUDA fp32 training step matches the CPU one on
+Checks (estimated ~5 minutes on one H100/H200; not yet run on a GPU): a CUDA fp32 training step matches the CPU one on
 HPCM_Tiny; bf16 autocast tracks fp32 over a few hundred steps; torch.compile matches eager;
 steady-state steps make no host sync (``torch.cuda.set_sync_debug_mode("error")``, Phase 2 on
 and off); HPCM_Base images/s at batch 16, ours vs the official code when given; a trial's λ
