@@ -45,7 +45,9 @@ def tune_trainable(config: dict, annotate: Annotate | None = None) -> None:
     base = TrainConfig.from_dict({**values, "lmbda": lambdas[0]})
     if base.num_workers is None:
         base = replace(base, num_workers=default_workers(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-    local = Path(tempfile.mkdtemp(prefix="hpcm-trial-", dir=base.scratch_dir))
+    if base.scratch_dir:
+        Path(base.scratch_dir).expanduser().mkdir(parents=True, exist_ok=True)
+    local = Path(tempfile.mkdtemp(prefix="hpcm-trial-", dir=base.scratch_dir and Path(base.scratch_dir).expanduser()))
     base = replace(base, save_path=str(local), save_best=False)
     curve = CurveConfig(base, lambdas, trial_devices(gpu_ids))
     resume = None
