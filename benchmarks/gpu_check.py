@@ -72,6 +72,7 @@ def check_parity() -> dict:
     finally:
         hpcm_module.uniform_noise = original
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False     # torch's default
     (cpu_loss, cpu_w), (gpu_loss, gpu_w) = results["cpu"], results["cuda"]
     rel = max(abs(a - b) / abs(a) for a, b in zip(cpu_loss, gpu_loss))
     weight = max(float((cpu_w[k] - gpu_w[k]).abs().max()) for k in cpu_w if cpu_w[k].is_floating_point()
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: gpu_check needs CUDA: {problem}", file=sys.stderr)
         return 2
     results: dict = {"device": describe(torch.device("cuda")), "gpus": torch.cuda.device_count()}
+    torch.backends.cudnn.benchmark = True                 # as training sets it
     checks: dict[str, Callable[[], dict]] = {
         "fp32_parity_cpu_cuda": check_parity, "bf16_vs_fp32": check_bf16, "compile_vs_eager": check_compile,
         "no_host_sync": check_no_sync, "hpcm_base_speed": lambda: check_base_speed(a.official),
