@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import hpcm_vs_official, memory, regularizer_overhead, search_overhead
+from . import hpcm_vs_official, loader, memory, regularizer_overhead, search_overhead
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -55,6 +55,7 @@ def main() -> None:
         "asha_vs_fifo": lambda: search_overhead.asha_vs_fifo(8, steps_per_epoch=4),
         "real_vs_estimated_bpp": lambda: _rate_fidelity(4),
         "memory_phase2": lambda: memory.measure(models[-1], 2, str(device)),
+        "loader": lambda: loader.measure(repeats),
     }
     for name, measure in sections.items():   # results.json grows section by section: a long run keeps what it did
         start = time.perf_counter()
@@ -73,6 +74,8 @@ def main() -> None:
     rows.append(("real/estimated bpp", results["real_vs_estimated_bpp"]["ratio_real_over_estimated"]))
     rows.append((f"peak memory Phase 2 on/off ({results['memory_phase2']['model']})",
                  results["memory_phase2"]["ratio_on_over_off"]))
+    rows += [(f"loader images/s after/before, {name}", results["loader"][name]["ratio_after_over_before"])
+             for name in loader.FOLDERS]
     print(f"{'benchmark':<58}ratio")
     for name, value in rows:
         print(f"{name:<58}{value:.3f}" if isinstance(value, float) else f"{name:<58}{value}")

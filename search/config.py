@@ -41,6 +41,11 @@ class SearchConfig:
     train_dataset: str | None = None              # None: the built-in sample train split
     test_dataset: str | None = None               # validation folder; None: the built-in val split
     init_weights: str | None = None               # warm start: a file, a folder or a mapping λ → file
+    amp: str = "fp32"                             # bf16: autocast (noise, rates, regularizers stay fp32)
+    compile: bool = False                         # torch.compile each λ model
+    num_workers: int | None = None                # loader workers; None: the trial's CPUs minus one
+    checkpoint_every: int = 1                     # a trial's checkpoint every N epochs (and after the last)
+    scratch_dir: str | None = None                # node-local folder for a trial's working files
     # resources
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0

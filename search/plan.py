@@ -84,8 +84,8 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
                        lmbda=lambdas[0], metric=space.metric, epochs=config.max_epochs,
                        batch_size=config.batch_size, patch_size=config.patch_size,
                        steps_per_epoch=config.steps_per_epoch, learning_rate=config.learning_rate, seed=config.seed,
-                       num_workers=0 if config.cpus_per_trial < 2 else min(4, int(config.cpus_per_trial)),
-                       save_best=False)
+                       num_workers=config.num_workers, amp=config.amp, compile=config.compile,
+                       checkpoint_every=config.checkpoint_every, scratch_dir=config.scratch_dir, save_best=False)
     for lmbda in lambdas:
         try:
             replace(base, lmbda=lmbda).validated()

@@ -26,7 +26,8 @@ PRESETS: dict[str, dict] = {
     # The paper's budget: 3000 epochs, λ models spread over 2 GPUs per trial, 3 seeds.
     "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "seeds": 3,
               "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
-              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2},
+              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2,
+              "checkpoint_every": 10},   # 6 HPCM_Base λ models are ~4.9 GB a checkpoint; ASHA rungs are multiples of 10
     # A day on 8 GPUs (README "Planning a study"): every λ model fine-tuned from its released
     # checkpoint (--init-weights: a folder or mapping with one file per λ, required) for 50,000
     # steps at the official batch and crop, with and without the regularizers. phase2_delta at 3
@@ -47,6 +48,15 @@ PRESETS: dict[str, dict] = {
 
 
 def default_preset() -> str:
+    """gpu-short with a usable GPU, cpu-smoke without one; a GPU that torch cannot use is an error."""
     import torch
 
-    return "gpu-short" if torch.cuda.is_available() else "cpu-smoke"
+    if torch.cuda.is_available():
+        return "gpu-short"
+    from trainable.device import cuda_problem, gpu_present
+    from trainable.errors import InputError
+
+    if gpu_present():
+        raise InputError(f"this machine has an NVIDIA GPU, but {cuda_problem()}; fix that, "
+                         "or pass --preset cpu-smoke to search on the CPU")
+    return "cpu-smoke"

@@ -1,6 +1,7 @@
 """Datasets: built-in sample splits, the verified manifest, crops, whole-image validation, clear errors."""
 import re
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -167,3 +168,48 @@ def test_unwritable_cache_still_verifies(tmp_path, monkeypatch):
     folder = _images(tmp_path / "set", 2)
     with pytest.warns(UserWarning, match="dataset manifest not cached"):
         assert len(verify_dataset(folder)) == 2
+
+
+# --- training crops and the trial's batch stream ---------------------------------------------
+
+def _reference_crop(path, p, seed):
+    """Independent of the loader: decode all, to float, replicate-pad, crop, flip (the draw order)."""
+    g = torch.Generator().manual_seed(seed)
+    with Image.open(path) as img:
+        x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    h, w = x.shape[-2:]
+    x = torch.nn.functional.pad(x[None], (0, max(0, p - w), 0, max(0, p - h)), mode="replicate")[0]
+    top = int(torch.randint(0, x.shape[1] - p + 1, (), generator=g))
+    left = int(torch.randint(0, x.shape[2] - p + 1, (), generator=g))
+    x = x[:, top:top + p, left:left + p]
+    if torch.rand((), generator=g) < 0.5:
+        x = x.flip(-1)
+    if torch.rand((), generator=g) < 0.5:
+        x = x.flip(-2)
+    return x
+
+
+def test_crops_taken_before_decoding_all_equal_crops_of_the_whole_image(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 410, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "a.png")                        # decoded only down to the crop
+    Image.fromarray(photo).save(tmp_path / "b.jpg", quality=90)           # decoded straight to RGB
+    Image.fromarray(photo[:, :, 0]).save(tmp_path / "c.png")              # greyscale
+    Image.fromarray(photo).convert("P").save(tmp_path / "d.png")          # palette
+    Image.fromarray(photo[:50, :90]).save(tmp_path / "e.png")             # smaller than the patch
+    ds = ImageFolder(tmp_path, patch_size=96)
+    for i, path in enumerate(ds.files):
+        for seed in range(6):
+            assert torch.equal(ds[(i, seed)], _reference_crop(path, 96, seed)), (path.name, seed)
+
+
+def test_the_batch_stream_depends_on_seed_and_epoch_only_not_on_workers_or_resuming():
+    from trainable.data import batch_stream
+
+    train = ImageFolder(sample_dataset_dir("train"), patch_size=64)
+    from_start = batch_stream(train, 4, 3, seed=5, start_epoch=0, workers=0, pin_memory=False)
+    epochs = [[next(from_start) for _ in range(3)] for _ in range(2)]
+    resumed = batch_stream(train, 4, 3, seed=5, start_epoch=1, workers=2, pin_memory=False)
+    assert all(torch.equal(a, next(resumed)) for a in epochs[1])          # epoch 2 alike, with 2 workers
+    assert not torch.equal(epochs[0][0], epochs[1][0])
+    assert all(b.shape == (4, 3, 64, 64) for e in epochs for b in e)

@@ -1,4 +1,5 @@
 """Training core: Phase 1 per step, Phase 2 by epoch, R² logged, resume equivalence, NaN, export, CLI."""
+import copy
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from trainable.config import TrainConfig
 from trainable.errors import CheckpointError, InputError, TrainingError
 from trainable.lr_schedule import lr_factor
 from trainable.models import create_model
-from trainable.trainer import BEST, FINAL, LAST, Run, train
+from trainable.trainer import BEST, FINAL, LAST, Run, train, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,9 +106,40 @@ def test_exported_inference_checkpoint_has_no_regularizer_state(small):
     assert load_file(Path(rows[-1][1]) / LAST)["regularizer"] is not None
 
 
-def test_non_finite_loss_stops_with_epoch_and_step(small):
-    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, step 2"):
-        train(replace(small, learning_rate=1e30), lambda m, d: None)     # step 1 blows the weights up
+def test_a_non_finite_step_is_skipped_exactly_and_counted(small):
+    run = Run(replace(small, phase2_reg=True), torch.device("cpu"), steps_per_epoch=2)
+    x = torch.rand(2, 3, 128, 128)
+    train_step(run, x, phase2=True)                                     # Adam has state from here on
+    before = copy.deepcopy((run.model.state_dict(), run.phase2.state_dict(), run.optimizer.state_dict()))
+    bad = x.clone()
+    bad[0, 0, 5, 5] = float("nan")
+    *_, skipped = train_step(run, bad, phase2=True)
+    after = (run.model.state_dict(), run.phase2.state_dict(), run.optimizer.state_dict())
+    assert bool(skipped) and run.global_step == 2
+    assert all(torch.equal(a, b) for a, b in zip(_tensors(before), _tensors(after)))   # weights, moments, step count
+    *_, skipped = train_step(run, x, phase2=True)
+    assert not bool(skipped)
+    assert not all(torch.equal(a, b) for a, b in zip(_tensors(before), _tensors(after)))
+
+
+def _tensors(obj):
+    if torch.is_tensor(obj):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for key in sorted(obj, key=str) for t in _tensors(obj[key])]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def test_non_finite_steps_beyond_the_limit_or_a_whole_epoch_stop_the_run(small):
+    rows = []
+    # step 1 blows the weights up: every later step is non-finite and skipped
+    with pytest.raises(TrainingError, match=r"non-finite loss in 2 of 2 steps of epoch 2 \(3 skipped"):
+        train(replace(small, learning_rate=1e30), lambda m, d: rows.append(m))
+    assert [m["nonfinite_steps"] for m in rows] == [1]
+    with pytest.raises(TrainingError, match=r"non-finite loss in 1 of 2 steps of epoch 1 \(1 skipped in this run, limit 0"):
+        train(replace(small, learning_rate=1e30, max_nonfinite_steps=0), lambda m, d: None)
 
 
 def test_corrupt_and_incompatible_checkpoints_are_clear_errors(small, tmp_path):

@@ -39,12 +39,13 @@ class TrainConfig:
     clip_max_norm: float = 1.0
     patch_size: int = 256
     steps_per_epoch: int | None = None   # None: one pass over the training set
-    num_workers: int = 2
+    num_workers: int | None = None      # None: this process's CPUs minus one (a Ray trial: its CPUs)
     seed: int = 0
     init_weights: str | None = None      # start from these model weights (a plain state_dict), e.g. a warm start
     device: str = "auto"
-    amp: str = "fp32"                    # "bf16": autocast on CUDA (opt-in, unvalidated)
+    amp: str = "fp32"                    # "bf16": autocast (CUDA or CPU); noise, rates and regularizers stay fp32
     compile: bool = False
+    max_nonfinite_steps: int = 20        # non-finite steps are skipped; more than this many in a run is an error
     # Phase 1: intra-scale frequency truncation
     spectral_reg: bool = False
     tau_init: float = 0.05
@@ -63,6 +64,8 @@ class TrainConfig:
     # bookkeeping
     save_path: str = "runs/train"
     save_best: bool = True
+    checkpoint_every: int = 1            # write the training checkpoint every N epochs (and after the last)
+    scratch_dir: str | None = None       # a Ray trial's local working folder (default: the system temp dir)
     real_bpp: bool = True                # real rANS bitstreams on the validation set at the end
 
     @classmethod
@@ -122,7 +125,9 @@ class TrainConfig:
             (_finite(self.clip_max_norm) and self.clip_max_norm >= 0, f"clip max norm must be >= 0, got {self.clip_max_norm}"),
             (self.patch_size >= 64, f"patch size must be >= 64, got {self.patch_size}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, f"steps per epoch must be >= 1, got {self.steps_per_epoch}"),
-            (self.num_workers >= 0, f"num workers must be >= 0, got {self.num_workers}"),
+            (self.num_workers is None or self.num_workers >= 0, f"num workers must be >= 0, got {self.num_workers}"),
+            (self.max_nonfinite_steps >= 0, f"max nonfinite steps must be >= 0, got {self.max_nonfinite_steps}"),
+            (self.checkpoint_every >= 1, f"checkpoint every must be >= 1 epoch, got {self.checkpoint_every}"),
             (_finite(self.tau_init) and 0 < self.tau_init <= 1, f"tau_init must be in (0, 1], got {self.tau_init}"),
             (_finite(self.tau_final) and self.tau_init <= self.tau_final <= MAX_TAU,
              f"tau_final must be in [tau_init, sqrt(2)] = [{self.tau_init}, {MAX_TAU:.4f}], got {self.tau_final}"),

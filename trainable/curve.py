@@ -1,8 +1,11 @@
 """One configuration at every λ: its RD curve, the unit a search compares.
 
-K models (one per λ), each with its own optimizer and its own RNG stream (every epoch of
-every model reseeds from (seed, epoch), so model k is exactly the run ``train()`` would give
-at λ_k), advanced one epoch at a time in lockstep. One atomic checkpoint holds all K. Each
+K models (one per λ), each with its own optimizer, trained in lockstep on one shared batch
+stream (``trainer.train_together``: one decode and crop per step for all K, validation images
+decoded once; on CUDA each model on its own stream, spread over the trial's GPUs when it has
+several). Every step reseeds from (seed, epoch, step), so model k is exactly the run
+``train()`` would give at λ_k. One atomic checkpoint holds all K (every
+``checkpoint_every`` epochs and after the last). Each
 epoch reports every per-λ metric under ``lambda=<λ>/<name>`` and ``rd_score``, the mean over
 λ of log(val_loss_λ): comparable across configurations at the same epoch, lower is better.
 """
@@ -15,7 +18,8 @@ from pathlib import Path
 from .checkpoint import load_file, save_atomic
 from .config import TrainConfig
 from .errors import CheckpointError, InputError
-from .trainer import Datasets, Report, Run, export_inference, resolve_device, seed_epoch
+from .trainer import (Datasets, Report, Run, announce, checkpoint_due, export_inference, resolve_device, seed_epoch,
+                      train_together)
 
 CURVE_LAST = "curve_last.pth.tar"
 CURVE_FORMAT = 1
@@ -69,11 +73,15 @@ def train_curve(config: CurveConfig, report: Report, resume: str | Path | None =
         runs.append(Run(cfg, resolve_device(config.device(k)), steps))
     if resume is not None:
         _restore(runs, config.lambdas, resume)
+    announce(runs)
+    batches = data.batches(configs[0], runs[0].epoch, pin_memory=any(run.device.type == "cuda" for run in runs))
     metrics: dict = {}
     while not runs[0].done:
-        per_run = [run.run_epoch(data) for run in runs]
-        save_atomic({"format": CURVE_FORMAT, "lambdas": list(config.lambdas), "runs": [r.state() for r in runs]},
-                    save_dir / CURVE_LAST)
+        per_run = train_together(runs, data, batches)
+        written = checkpoint_due(runs[0])
+        if written:
+            save_atomic({"format": CURVE_FORMAT, "lambdas": list(config.lambdas), "runs": [r.state() for r in runs]},
+                        save_dir / CURVE_LAST)
         if runs[0].done:
             for lmbda, run in zip(config.lambdas, runs):
                 export_inference(run.model, save_dir / final_model_name(lmbda))
@@ -82,7 +90,7 @@ def train_curve(config: CurveConfig, report: Report, resume: str | Path | None =
             m.pop("improved")
             metrics.update({f"{lambda_key(lmbda)}/{k}": v for k, v in m.items() if k not in SHARED})
         metrics["rd_score"] = rd_score([m["val_loss"] for m in per_run])
-        report(metrics, str(save_dir))
+        report(metrics, str(save_dir) if written else None)
     return metrics
 
 

@@ -41,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--clip-max-norm", type=float, default=d.clip_max_norm, help="gradient clipping norm (0: off)")
     a("--patch-size", type=int, default=d.patch_size, help="training crop size")
     a("--steps-per-epoch", type=int, default=None, help="fixed epoch length in steps (default: one pass)")
-    a("--num-workers", type=int, default=d.num_workers, help="data loader workers")
+    a("--num-workers", type=int, default=d.num_workers, help="data loader workers (default: CPUs minus one)")
     a("--seed", type=int, default=d.seed, help="random seed")
     a("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
     a("--amp", default=d.amp, choices=PRECISIONS,
-      help="bf16: autocast on CUDA (opt-in; unvalidated against fp32, the official training precision)")
+      help="bf16: autocast (CUDA, or CPU); noise, rounding, rates and regularizers stay fp32")
     a("--compile", action="store_true", help="torch.compile the model")
+    a("--max-nonfinite-steps", type=int, default=d.max_nonfinite_steps,
+      help="non-finite steps are skipped; more than this many in the run stop it")
+    a("--checkpoint-every", type=int, default=d.checkpoint_every, help="write checkpoint_last every N epochs")
     a("--save_path", default=d.save_path, help="output directory")
     a("--log_dir", default=None, help="W&B directory (default: SAVE_PATH)")
     a("--init-weights", default=None, help="start from these model weights (plain state_dict), not a resume")

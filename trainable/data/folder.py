@@ -5,23 +5,71 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 from .manifest import EXTENSIONS, list_images, verify_dataset
 
-__all__ = ["EXTENSIONS", "ImageFolder", "read_rgb"]
+__all__ = ["EXTENSIONS", "ImageFolder", "random_crop", "read_rgb", "read_rgb_uint8", "to_float"]
 
 
 def read_rgb(path: Path) -> torch.Tensor:
     """Image file → [3,H,W] float in [0,1] (greyscale and RGBA converted to RGB)."""
+    return to_float(read_rgb_uint8(path))
+
+
+def read_rgb_uint8(path: Path) -> torch.Tensor:
+    """Image file → [3,H,W] uint8 (a quarter of the float's memory: validation images are kept decoded)."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            array = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"corrupt image: {path} ({exc})") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 → float in [0,1], bit-identical to ``np.float32(v) / 255`` on any device."""
+    return x.float().div_(255)
+
+
+def random_crop(path: Path, p: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random ``p``×``p`` crop of ``path`` with random flips, [3,p,p] float in [0,1].
+
+    Cropped and flipped on the uint8 image, converted to float last (converting the whole
+    2K image first cost half the time); a PNG is decoded only down to the crop's last row
+    (its rows are stored top to bottom), a JPEG straight to RGB (``draft``, at full scale: a
+    reduced-scale decode would change the training crops). Images smaller than
+    the patch are edge-padded. The draws (top, left, flip, flip) come from ``generator``,
+    else torch's global RNG, in the order the full-image reference takes them.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG" and img.mode in ("RGB", "YCbCr"):
+                img.draft("RGB", img.size)
+            w, h = img.size
+            top = int(torch.randint(0, max(h, p) - p + 1, (), generator=generator))
+            left = int(torch.randint(0, max(w, p) - p + 1, (), generator=generator))
+            if img.format == "PNG" and len(img.tile) == 1 and img.tile[0].codec_name == "zip" \
+                    and not img.info.get("interlace"):
+                _decode_rows(img, top + min(p, h))
+            img = img.crop((left, top, left + min(p, w), top + min(p, h)))
+            array = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"corrupt image: {path} ({exc})") from None
+    if array.shape[0] < p or array.shape[1] < p:
+        array = np.pad(array, ((0, p - array.shape[0]), (0, p - array.shape[1]), (0, 0)), mode="edge")
+    if torch.rand((), generator=generator) < 0.5:
+        array = array[:, ::-1]
+    if torch.rand((), generator=generator) < 0.5:
+        array = array[::-1]
+    return to_float(torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous())
+
+
+def _decode_rows(img: Image.Image, rows: int) -> None:
+    """Make the pending decode of a non-interlaced PNG stop after its first ``rows`` rows."""
+    img.tile = [img.tile[0]._replace(extents=(0, 0, img.width, rows))]
+    img._size = (img.width, rows)
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -51,20 +99,11 @@ class ImageFolder(torch.utils.data.Dataset):
         """
         verify_dataset(self.root)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        x = read_rgb(self.files[index])
+    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+        """``index``, or ``(index, crop_seed)``: the crop then depends on the seed alone, not on
+        which worker (or how many) loads it, nor on what else drew from torch's RNG."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
         if not self.train or self.patch_size is None:
-            return x
-        p = self.patch_size
-        h, w = x.shape[-2:]
-        if h < p or w < p:
-            x = F.pad(x.unsqueeze(0), (0, max(0, p - w), 0, max(0, p - h)), mode="replicate").squeeze(0)
-            h, w = x.shape[-2:]
-        top = int(torch.randint(0, h - p + 1, ()))
-        left = int(torch.randint(0, w - p + 1, ()))
-        x = x[:, top:top + p, left:left + p]
-        if torch.rand(()) < 0.5:
-            x = x.flip(-1)
-        if torch.rand(()) < 0.5:
-            x = x.flip(-2)
-        return x.contiguous()
+            return read_rgb(self.files[index])
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return random_crop(self.files[index], self.patch_size, generator)

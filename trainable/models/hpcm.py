@@ -22,7 +22,7 @@ from ..entropy import GeneralizedGaussian, RansTables, decode_symbols, encode_sy
 from .config import HPCMConfig, preset
 from .context import CrossAttentionCell, SpatialPrior
 from .layers import conv1x1
-from .ops import crop_to, in_weight_format, pad_to_multiple, padded_size, ste_round
+from .ops import crop_to, full_precision, in_weight_format, pad_to_multiple, padded_size, ste_round
 from .registry import register_model
 from .schedule import S1_PHASE, S2_PHASE, Schedule, schedule, subsample, upsample
 from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
@@ -113,16 +113,17 @@ class HPCM(nn.Module):
         with gradients in training mode, plus the masks of positions new at each scale.
         """
         size = x.shape[-2:]
-        y = self.g_a(self._prepare(x))
-        z = self.h_a(y)
-        z_res = z - self.means_hyper
-        if self.training:
-            z_hat = ste_round(z_res) + self.means_hyper
-            z_likelihoods = self.entropy_estimation(z_res + uniform_noise(z_res), self.scales_hyper)
-        else:
-            z_res = torch.round(z_res)
-            z_hat = z_res + self.means_hyper
-            z_likelihoods = self.entropy_estimation(z_res, self.scales_hyper)
+        y = self.g_a(self._prepare(x)).float()     # the latent and all that is coded stay fp32 under autocast
+        z = self.h_a(y).float()
+        with full_precision(x.device):
+            z_res = z - self.means_hyper
+            if self.training:
+                z_hat = ste_round(z_res) + self.means_hyper
+                z_likelihoods = self.entropy_estimation(z_res + uniform_noise(z_res), self.scales_hyper)
+            else:
+                z_res = torch.round(z_res)
+                z_hat = z_res + self.means_hyper
+                z_likelihoods = self.entropy_estimation(z_res, self.scales_hyper)
 
         targets = self._scale_targets(y)
         quantize = ste_round if self.training else torch.round
@@ -132,11 +133,13 @@ class HPCM(nn.Module):
             return quantize((targets[level] - means) * mask) + means
 
         decoded, latents, sched = self._progressive(self.h_s(z_hat), step)
-        y_res = y - decoded.means
-        y_res = y_res + uniform_noise(y_res) if self.training else torch.round(y_res)
+        with full_precision(x.device):
+            y_res = y - decoded.means
+            y_res = y_res + uniform_noise(y_res) if self.training else torch.round(y_res)
+            y_likelihoods = self.entropy_estimation(y_res, decoded.scales)
         out = {
             "x_hat": crop_to(self.g_s(decoded.y_hat), size),
-            "likelihoods": {"y": self.entropy_estimation(y_res, decoded.scales), "z": z_likelihoods},
+            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
         }
         if return_scale_latents:
             out["scale_latents"] = latents
@@ -156,7 +159,8 @@ class HPCM(nn.Module):
     def _progressive(self, params: torch.Tensor, step: StepCoder) -> tuple[_Decoded, list[torch.Tensor], Schedule]:
         """Run the 2 + 4 + 8 step schedule; ``step`` decides how each step's values are obtained."""
         b, c2, h, w = params.shape
-        sched = schedule(c2 // 2, h, w, params.device, params.dtype)
+        # fp32 masks (also under bf16 autocast): a step's values are rounded and summed in fp32
+        sched = schedule(c2 // 2, h, w, params.device, torch.promote_types(params.dtype, torch.float32))
         scales_all, means_all = params.chunk(2, 1)
 
         def to_s1(t):

@@ -34,3 +34,9 @@ def in_weight_format(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if weight.is_contiguous(memory_format=torch.channels_last):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def full_precision(device: torch.device):
+    """A region where autocast is off: noise, rounding and likelihoods must not run in bf16
+    (at |y| >= 32 bf16 steps are 0.25, coarser than the uniform noise they carry)."""
+    return torch.autocast(device.type, enabled=False)

@@ -100,9 +100,14 @@ class Schedule:
         return out.view(b, c, h // 2, w // 2)
 
 
+@torch.compiler.disable
 @lru_cache(maxsize=16)
 def schedule(channels: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> Schedule:
-    """Build (once per latent shape) the masks of the 2 + 4 + 8 step schedule."""
+    """Build (once per latent shape) the masks of the 2 + 4 + 8 step schedule.
+
+    Opaque to torch.compile: traced, its ``nonzero`` broke the graph 13 times per forward
+    and the masks were rebuilt every step; as one cached call it is one break, and the
+    compiled graphs see the precomputed masks and index tensors as inputs."""
     C, H, W = channels, height, width
     h2, w2, h1, w1 = H // 2, W // 2, H // 4, W // 4
 
