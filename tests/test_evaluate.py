@@ -235,13 +235,16 @@ def test_evaluate_refuses_another_test_set_and_a_missing_model(experiment, test_
     assert err.count("\n") == 1 and "no model_final_lambda=0.006.pth.tar" in err
 
 
-def test_evaluate_cli_defaults_to_the_recorded_test_split_else_the_builtin_one(experiment, tmp_path_factory):
-    from trainable.data import sample_dataset_dir
+def test_evaluate_defaults_to_the_recorded_test_split(tmp_path_factory, tmp_path):
+    exp = copy_experiment(evaluated_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
+    # evaluated on data/test, the split experiment.json records: nothing left to code (another set is refused)
+    assert _evaluate(exp, "") == 0
 
-    assert _evaluate(experiment, "", "--top", "0") == 2 * len(LAMBDAS)     # the test folder experiment.json records
-    assert set(pd.read_csv(experiment / "evaluation" / "points.csv")["image"]) == {"img0.png", "img1.png", "img2.png"}
-    shutil.rmtree(experiment / "evaluation")
-    # an experiment on the built-in splits that records no test split: the built-in test split, checked
+
+def test_evaluate_cli_defaults_to_the_builtin_test_split(experiment, tmp_path_factory):
+    """An experiment on the built-in splits records no test split: the built-in one, checked held out."""
+    from trainable.data import SPLITS, sample_dataset_dir
+
     cache = tmp_path_factory.getbasetemp() / "cache"
     env = {**__import__("os").environ, "HPCM_TUNE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     info = json.loads((experiment / "experiment.json").read_text())
@@ -251,10 +254,10 @@ def test_evaluate_cli_defaults_to_the_recorded_test_split_else_the_builtin_one(e
                          capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     points = pd.read_csv(experiment / "evaluation" / "points.csv")
-    assert set(points["image"]) == {"motorcycle.png", "coins.png", "clock.png", "page.png"}
+    assert set(points["image"]) == {f"{name}.png" for name in SPLITS["test"]}
     assert (points["height"] % 64 != 0).all() and points["psnr"].notna().all()
     held_out = json.loads((experiment / "evaluation" / "evaluation.json").read_text())["held_out"]
-    assert held_out["checked"] and [c["images"] for c in held_out["compared"]] == [11, 3]
+    assert held_out["checked"] and [c["images"] for c in held_out["compared"]] == [len(SPLITS["train"]), len(SPLITS["val"])]
 
 
 def test_parallel_evaluation_on_ray_gives_the_sequential_points(tmp_path_factory, tmp_path, test_images):
