@@ -69,8 +69,6 @@ def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None,
     """
     import torch
 
-    from trainable.data import dataset_manifest, resolve_dataset
-
     if workers < 1:
         raise AnalysisError(f"--workers must be >= 1, got {workers}")
     experiment = load_experiment(experiment_dir)
@@ -78,8 +76,7 @@ def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None,
     trials = eligible_trials(experiment)
     trials = trials[trials["configuration"].isin(chosen)].sort_values(
         ["configuration", "seed"], key=lambda c: c.map(chosen.index) if c.name == "configuration" else c)
-    manifest = dataset_manifest(resolve_dataset(dataset or recorded_test_dataset(experiment.info), "test"))
-    held_out = check_held_out(manifest, used_datasets(experiment.info, experiment.path, used))
+    manifest, held_out = _held_out_test_set(experiment, dataset, used)
     images = [(path, path.relative_to(manifest.root).as_posix(), size)
               for path, size in zip(manifest.files, manifest.sizes)]
     out = evaluation_file(experiment_dir)
@@ -162,6 +159,14 @@ def code_images(trial: dict, lmbda: float, images: list, device) -> list[dict]:
                 "encode_s": encode_s, "decode_s": decode_s,
             })
     return rows
+
+
+def _held_out_test_set(experiment, dataset: str | None, used: dict[str, str | None] | None):
+    """The test set's manifest and the record of its held-out check (refused when not held out)."""
+    from trainable.data import dataset_manifest, resolve_dataset
+
+    manifest = dataset_manifest(resolve_dataset(dataset or recorded_test_dataset(experiment.info), "test"))
+    return manifest, check_held_out(manifest, used_datasets(experiment.info, experiment.path, used))
 
 
 def _lambdas(trial: dict) -> list[float]:

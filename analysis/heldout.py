@@ -30,7 +30,10 @@ _NAMES = {"train": "training", "val": "validation"}
 
 def recorded_test_dataset(info: dict[str, Any]) -> str | None:
     """The test folder experiment.json records (None: not recorded, use the built-in test split)."""
-    return (info.get("datasets") or {}).get("test")
+    folder = (info.get("datasets") or {}).get("test")
+    if folder and not Path(folder).is_dir():
+        raise AnalysisError(f"the test folder {folder} (experiment.json) is not on this machine; pass --dataset DIR")
+    return folder
 
 
 def used_datasets(info: dict[str, Any], experiment: Path,

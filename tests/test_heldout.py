@@ -112,3 +112,12 @@ def test_training_folder_elsewhere_needs_its_new_place(experiment, fixture_dir, 
     (experiment / "experiment.json").unlink()
     assert evaluate_main([str(experiment), "--top", "0"]) == 2
     assert "no experiment.json" in _one_line(capsys)
+
+
+def test_recorded_test_folder_elsewhere_needs_dataset(experiment, tmp_path, capsys):
+    info = json.loads((experiment / "experiment.json").read_text())
+    info["datasets"]["test"] = str(tmp_path / "gone")
+    (experiment / "experiment.json").write_text(json.dumps(info))
+    assert evaluate_main([str(experiment)]) == 2
+    assert f"the test folder {tmp_path / 'gone'} (experiment.json) is not on this machine; pass --dataset DIR" in \
+        _one_line(capsys)
