@@ -6,7 +6,8 @@ Each task asks for 1 CPU and, with GPUs, ``min(1, GPUs / workers)`` of them, so 
 models share the GPUs evenly. Tasks read the checkpoints and the test images at the driver's
 paths (one machine, or the shared storage the search wrote to) and return their rows to the
 driver, which merges them as they arrive (``done``): results are those of the sequential path,
-in any completion order.
+in any completion order. A failed task stops the submissions; the tasks under way finish and
+are merged, then the first failure is raised as one line (a rerun resumes).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def run_on_ray(jobs: Sequence[Job], code: Code, workers: int, device: str, addre
         where = "cuda" if share else "cpu"
         pending: dict = {}
         queue = list(jobs)
+        failure = None
         while queue or pending:
             while queue and len(pending) < workers:
                 job = queue.pop(0)
@@ -44,13 +46,14 @@ def run_on_ray(jobs: Sequence[Job], code: Code, workers: int, device: str, addre
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
             try:
-                rows = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:
+                done(job, ray.get(ready[0]))
+            except ray.exceptions.RayTaskError as exc:   # the tasks under way still finish and are saved
                 cause = str(getattr(exc, "cause", None) or exc).strip().splitlines()
-                raise AnalysisError(f"{job[0]['configuration']} seed {job[0]['seed']} λ={job[1]:g} failed in a Ray "
-                                    f"task: {cause[-1] if cause else type(exc).__name__} (finished models are "
-                                    f"saved; run again to resume)") from None
-            done(job, rows)
+                failure = failure or (f"{job[0]['configuration']} seed {job[0]['seed']} λ={job[1]:g} failed in a "
+                                      f"Ray task: {cause[-1] if cause else type(exc).__name__}")
+                queue = []
+        if failure:
+            raise AnalysisError(f"{failure} (the models finished are saved; run again to resume)")
     finally:
         if started:
             ray.shutdown()

@@ -262,12 +262,29 @@ def test_evaluate_cli_defaults_to_the_builtin_test_split(experiment, tmp_path_fa
 
 def test_parallel_evaluation_on_ray_gives_the_sequential_points(tmp_path_factory, tmp_path, test_images):
     """Ray tasks on a local Ray with 2 CPUs, resuming an interrupted evaluation (one model done, one
-    half done): the same points.csv as the sequential evaluation, row for row (timings aside)."""
+    half done, a task failed on a corrupt model): the same points.csv as the sequential evaluation,
+    row for row (timings aside)."""
+    from analysis.errors import AnalysisError
+
     sequential = evaluated_experiment_dir(tmp_path_factory) / "exp" / "evaluation" / "points.csv"
     exp = copy_experiment(sequential.parents[1], tmp_path / "exp")
     points_file = exp / "evaluation" / "points.csv"
     pd.read_csv(points_file).iloc[:len(TEST_SIZES) + 2].to_csv(points_file, index=False)
-    assert _evaluate(exp, test_images, workers=2) == 2 * 2 * len(LAMBDAS) - 1
+    off_seed_1 = next(d for d in sorted(exp.glob("*seed=1")) if json.loads((d / "params.json").read_text())["is_off"])
+    corrupt = sorted(off_seed_1.glob("checkpoint_*/model_final_lambda=0.054.pth.tar"))[-1]   # the 8th of 16 models
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(good[:1000])
+    with pytest.raises(AnalysisError, match=r"^off seed 1 λ=0\.054 failed in a Ray task: corrupt or unreadable "
+                                            r"checkpoint .*; run again to resume\)$"):
+        _evaluate(exp, test_images, workers=2)
+    # the models before it are saved (those under way finished too), and are the sequential points
+    kept = pd.read_csv(points_file).drop(columns=["encode_s", "decode_s"])
+    assert len(kept) >= 7 * len(TEST_SIZES)
+    merged = kept.merge(pd.read_csv(sequential), on=["trial_id", "lmbda", "image"], suffixes=("", "_seq"))
+    assert len(merged) == len(kept) and (merged["bpp"] == merged["bpp_seq"]).all()
+    assert (merged["psnr"] == merged["psnr_seq"]).all()
+    corrupt.write_bytes(good)
+    assert _evaluate(exp, test_images, workers=2) == 2 * 2 * len(LAMBDAS) - len(kept) // len(TEST_SIZES)
     timings = ["encode_s", "decode_s"]
     got, want = pd.read_csv(points_file), pd.read_csv(sequential)
     assert len(got) == 2 * 2 * len(LAMBDAS) * len(TEST_SIZES)
