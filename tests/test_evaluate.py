@@ -172,12 +172,14 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _evaluate(exp: Path, dataset: Path, *extra: str, log=None) -> int:
+def _evaluate(exp: Path, dataset: Path | str, *extra: str, workers: int = 1, log=None) -> int:
     from analysis.evaluate import evaluate
 
     lines = []
     top = int(extra[extra.index("--top") + 1]) if "--top" in extra else 5
-    evaluate(exp, str(dataset), top=top, device="cpu", log=lines.append)
+    evaluate(exp, str(dataset), top=top, device="cpu", workers=workers, log=lines.append)
+    if workers > 1:
+        assert f"{workers} Ray workers" in lines[0]
     return sum(line.startswith("[") for line in lines)
 
 
@@ -233,15 +235,80 @@ def test_evaluate_refuses_another_test_set_and_a_missing_model(experiment, test_
     assert err.count("\n") == 1 and "no model_final_lambda=0.006.pth.tar" in err
 
 
+def test_evaluate_defaults_to_the_recorded_test_split(tmp_path_factory, tmp_path):
+    exp = copy_experiment(evaluated_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
+    # evaluated on data/test, the split experiment.json records: nothing left to code (another set is refused)
+    assert _evaluate(exp, "") == 0
+
+
 def test_evaluate_cli_defaults_to_the_builtin_test_split(experiment, tmp_path_factory):
-    env = {**__import__("os").environ, "HPCM_TUNE_CACHE": str(tmp_path_factory.getbasetemp() / "cache"),
-           "OMP_NUM_THREADS": "1"}
+    """An experiment on the built-in splits records no test split: the built-in one, checked held out."""
+    from trainable.data import SPLITS, sample_dataset_dir
+
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    env = {**__import__("os").environ, "HPCM_TUNE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    info = json.loads((experiment / "experiment.json").read_text())
+    info["datasets"] = {split: str(sample_dataset_dir(split, cache / "sample")) for split in ("train", "val")}
+    (experiment / "experiment.json").write_text(json.dumps(info))
     run = subprocess.run([sys.executable, "-m", "analysis.evaluate", str(experiment), "--top", "0"],
                          capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     points = pd.read_csv(experiment / "evaluation" / "points.csv")
-    assert set(points["image"]) == {"motorcycle.png", "coins.png", "clock.png", "page.png"}
+    assert set(points["image"]) == {f"{name}.png" for name in SPLITS["test"]}
     assert (points["height"] % 64 != 0).all() and points["psnr"].notna().all()
+    held_out = json.loads((experiment / "evaluation" / "evaluation.json").read_text())["held_out"]
+    assert held_out["checked"] and [c["images"] for c in held_out["compared"]] == [len(SPLITS["train"]), len(SPLITS["val"])]
+
+
+def test_parallel_evaluation_on_ray_gives_the_sequential_points(tmp_path_factory, tmp_path, test_images):
+    """Ray tasks on a local Ray with 2 CPUs, resuming an interrupted evaluation (one model done, one
+    half done, a task failed on a corrupt model): the same points.csv as the sequential evaluation,
+    row for row (timings aside)."""
+    from analysis.errors import AnalysisError
+
+    sequential = evaluated_experiment_dir(tmp_path_factory) / "exp" / "evaluation" / "points.csv"
+    exp = copy_experiment(sequential.parents[1], tmp_path / "exp")
+    points_file = exp / "evaluation" / "points.csv"
+    pd.read_csv(points_file).iloc[:len(TEST_SIZES) + 2].to_csv(points_file, index=False)
+    off_seed_1 = next(d for d in sorted(exp.glob("*seed=1")) if json.loads((d / "params.json").read_text())["is_off"])
+    corrupt = sorted(off_seed_1.glob("checkpoint_*/model_final_lambda=0.054.pth.tar"))[-1]   # the 8th of 16 models
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(good[:1000])
+    with pytest.raises(AnalysisError, match=r"^off seed 1 λ=0\.054 failed in a Ray task: corrupt or unreadable "
+                                            r"checkpoint .*; run again to resume\)$"):
+        _evaluate(exp, test_images, workers=2)
+    # the models before it are saved (those under way finished too), and are the sequential points
+    kept = pd.read_csv(points_file).drop(columns=["encode_s", "decode_s"])
+    assert len(kept) >= 7 * len(TEST_SIZES)
+    merged = kept.merge(pd.read_csv(sequential), on=["trial_id", "lmbda", "image"], suffixes=("", "_seq"))
+    assert len(merged) == len(kept) and (merged["bpp"] == merged["bpp_seq"]).all()
+    assert (merged["psnr"] == merged["psnr_seq"]).all()
+    corrupt.write_bytes(good)
+    assert _evaluate(exp, test_images, workers=2) == 2 * 2 * len(LAMBDAS) - len(kept) // len(TEST_SIZES)
+    timings = ["encode_s", "decode_s"]
+    got, want = pd.read_csv(points_file), pd.read_csv(sequential)
+    assert len(got) == 2 * 2 * len(LAMBDAS) * len(TEST_SIZES)
+    pd.testing.assert_frame_equal(got.drop(columns=timings), want.drop(columns=timings), check_exact=True)
+
+
+@pytest.mark.parametrize("cluster, workers, device, share", [
+    ({"CPU": 16.0}, 4, "auto", {}),                      # no GPU: forward and rANS on the task's CPU
+    ({"CPU": 16.0, "GPU": 8.0}, 16, "auto", {"num_gpus": 0.5}),
+    ({"CPU": 16.0, "GPU": 8.0}, 4, "cuda", {"num_gpus": 1.0}),   # never more than one GPU per model
+    ({"CPU": 16.0, "GPU": 8.0}, 4, "cpu", {}),
+])
+def test_parallel_tasks_share_the_gpus_evenly(cluster, workers, device, share):
+    from analysis.parallel import gpu_share
+
+    assert gpu_share(cluster, workers, device) == share
+
+
+def test_parallel_refuses_cuda_on_a_cluster_without_gpus():
+    from analysis.errors import AnalysisError
+    from analysis.parallel import gpu_share
+
+    with pytest.raises(AnalysisError, match="the Ray cluster has no GPU"):
+        gpu_share({"CPU": 16.0}, 4, "cuda")
 
 
 def test_evaluate_bad_input_is_one_line(tmp_path, capsys):
@@ -249,6 +316,8 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys):
     assert "experiment directory not found" in capsys.readouterr().err
     assert evaluate_main([str(tmp_path), "--top", "x"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert evaluate_main([str(tmp_path), "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
 
 
 # --- the report on real evaluated models ---------------------------------------------------------

@@ -4,7 +4,9 @@
 decodes in a thread pool only those whose (size, mtime) differ from the cached manifest,
 and returns the list. A corrupt file raises one-line :class:`DataError` naming it; good
 files checked on the way are still cached, so the rerun after a fix decodes only the
-fixed file. The manifest is a JSON file per folder in ``<cache>/manifests/`` (``<cache>`` =
+fixed file. Each image's content digest (SHA-256 of its size and decoded RGB pixels, what a model
+sees) is recorded on the same decode, so ``analysis.heldout`` can compare datasets by content
+without decoding again. The manifest is a JSON file per folder in ``<cache>/manifests/`` (``<cache>`` =
 ``$HPCM_TUNE_CACHE``, else ``~/.cache/hpcm-tune``), named by a hash of the folder's absolute
 path and written atomically, so concurrent trials can share it. It also records each
 image's width and height, which callers read without decoding (:func:`dataset_manifest`).
@@ -31,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import DataError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VERSION = 1
+VERSION = 2   # 2: entries carry the pixel digest
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 _decoded = 0
@@ -40,11 +42,12 @@ _decoded_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Manifest:
-    """The verified images of ``root`` (sorted) and their (width, height)."""
+    """The verified images of ``root`` (sorted), their (width, height) and pixel digests."""
 
     root: Path
     files: list[Path]
     sizes: list[tuple[int, int]]
+    digests: list[str]   # pixel_digest of each file: equal for a copy under another name or lossless format
     decoded: int   # how many files this verification had to decode (0 when the cache was fresh)
 
 
@@ -107,8 +110,8 @@ def dataset_manifest(folder: str | os.PathLike, workers: int | None = None) -> M
         more = f"; {len(problems) - 1} more corrupt image(s) in {root}" if len(problems) > 1 else ""
         raise DataError(f"corrupt image: {problems[0]}{more}")
     files = list(listing)
-    sizes = [tuple(entries[p.relative_to(root).as_posix()][2:4]) for p in files]
-    return Manifest(root, files, sizes, len(stale))
+    rows = [entries[p.relative_to(root).as_posix()] for p in files]
+    return Manifest(root, files, [tuple(row[2:4]) for row in rows], [row[4] for row in rows], len(stale))
 
 
 def manifest_path(root: Path) -> Path:
@@ -118,15 +121,21 @@ def manifest_path(root: Path) -> Path:
     return cache / "manifests" / f"{digest}.json"
 
 
-def _inspect(path: Path) -> tuple[int, int] | str:
-    """Decode ``path`` fully; its (width, height), or the reason it cannot be read."""
+def pixel_digest(img: Image.Image) -> str:
+    """SHA-256 of the image's size and RGB pixels (the model's input), whatever the file's name or format."""
+    rgb = img.convert("RGB")
+    return hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
+
+
+def _inspect(path: Path) -> tuple[int, int, str] | str:
+    """Decode ``path`` fully; its (width, height, pixel digest), or the reason it cannot be read."""
     global _decoded
     with _decoded_lock:
         _decoded += 1
     try:
         with Image.open(path) as img:
             img.load()
-            return img.size
+            return (*img.size, pixel_digest(img))
     except _DECODE_ERRORS as exc:
         return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
