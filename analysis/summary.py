@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,7 +49,7 @@ def _header(data: ReportData) -> str:
                       if hasattr(r, "width")) if data.source == "test" else "validation mean"
     lines += [
         f"- Experiment: `{experiment.path}` ({len(experiment.trials)} trials, status from {experiment.status_source}).",
-        f"- Points: {'held-out TEST set, real bitstreams' if data.source == 'test' else 'VALIDATION set'}; "
+        f"- Points: {_test_set(experiment.path) if data.source == 'test' else 'VALIDATION set'}; "
         f"{len(images)} image(s): {shown}.",
         f"- λ: {', '.join(f'{x:g}' for x in sorted(points['lmbda'].unique())) or 'none'}; reference: "
         f"`{data.reference}` (regularizers off); BD method `{data.method}`; distortion "
@@ -56,6 +58,20 @@ def _header(data: ReportData) -> str:
         "axis, dB): positive = better.",
     ]
     return "\n".join(lines)
+
+
+def _test_set(experiment_dir) -> str:
+    """Call the test set held out only when ``analysis.evaluate`` checked it (evaluation.json)."""
+    path = Path(experiment_dir) / "evaluation" / "evaluation.json"
+    try:
+        held_out = json.loads(path.read_text()).get("held_out") or {}
+    except (OSError, ValueError):
+        held_out = {}
+    if held_out.get("checked") and held_out.get("shared", 0) == 0:
+        against = ", ".join(str(c.get("split")) for c in held_out.get("compared", []))
+        return f"TEST set, checked held out (no image shared with {against or 'the training data'}), real bitstreams"
+    return ("TEST set, real bitstreams, **held-out NOT checked** (evaluated before the check existed: "
+            "rerun `analysis.evaluate` into a fresh folder)")
 
 
 def _verdict(data: ReportData) -> str:

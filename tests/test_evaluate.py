@@ -332,7 +332,7 @@ def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     # delta=0.1's seed 2 errored: "incomplete", not judged on seeds 0 and 1 (issue 15.6)
     assert table.loc[1, "status"].startswith("incomplete: seed 2 errored") and math.isnan(table.loc[1, "bd_rate_vs_off"])
     text = (exp / "report" / "report.md").read_text()
-    assert "held-out TEST set" in text and "NO VERDICT" not in text
+    assert "TEST set, checked held out (no image shared with train, val)" in text and "NO VERDICT" not in text
     assert "anchor kodak:VTM not compared: the evaluation set has 3 images, kodak has 24" in text
     assert "| `delta=0.3` | 0 | 1 |" in text   # stopped by ASHA at epoch 1, listed apart
     # what Phase 2 changed: the R² of every eligible configuration at its last epoch, next to off's
@@ -340,3 +340,8 @@ def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     assert "| configuration | s1_s2 | s2_s3 |" in section
     assert re.search(r"\| delta=0\.1 \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \|", section)
     assert re.search(r"\| off \| -?\d\.\d{3} \| -?\d\.\d{3} \|", section) and "delta=0.3" not in section
+    # an evaluation without the held-out record (made before the check existed) is not called held out
+    record = exp / "evaluation" / "evaluation.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "held_out"}))
+    assert report_main([str(exp)]) == 0
+    assert "held-out NOT checked" in (exp / "report" / "report.md").read_text()
