@@ -221,6 +221,8 @@ def train_epoch(run: Run, loader: DataLoader, phase2: bool) -> dict[str, float]:
     metrics = {k: float(v) / images for k, v in sums.items()}
     metrics.update(tau=tau, epoch_seconds=seconds, images_per_s=images / seconds)
     metrics.setdefault("inter_scale_reg", 0.0)
+    if phase2:   # what a predictor fitted afresh on the epoch's last batch scores, next to the charge
+        metrics.update({f"inter_scale_fresh_{name}": d for name, d in run.phase2.fresh().items()})
     return metrics
 
 
