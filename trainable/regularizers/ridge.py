@@ -130,22 +130,21 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
         grid = torch.tensor([_inner_ridge(fit)] if ridges is None else list(ridges), dtype=torch.float64)
         for i, p in zip(held, _fit_predict(fit, [units[i] for i in held], grid)):
             predictions[i] = p[0] if ridges is None else p
-    return join(predictions, -4 if ridges is not None else -3)
+    return join(predictions)
 
 
 def _blocked(units: list[Unit]):
     """At least two folds' worth of units: a single image is split into two contiguous halves.
-    Returns (units, join(per-unit predictions, dim of their h axis counted from the end) ->
-    per-image predictions)."""
+    Returns (units, a function mapping per-unit predictions back to per-image ones)."""
     if len(units) >= 2:
-        return units, lambda preds, first: preds
+        return units, lambda preds: preds
     x, y = units[0]
     dim = 0 if x.shape[0] >= 2 else 1
     if x.shape[dim] < 2:
         raise ValueError("cross-fitting needs two images or at least two positions")
     half = x.shape[dim] // 2
     halves = [(x.narrow(dim, s, n), y.narrow(dim, s, n)) for s, n in ((0, half), (half, x.shape[dim] - half))]
-    return halves, lambda preds, first: [torch.cat(preds, first + 1 + dim)]
+    return halves, lambda preds: [torch.cat(preds, dim - 3)]   # predictions end in [h, w, m]
 
 
 def _inner_ridge(units: list[Unit]) -> float:
