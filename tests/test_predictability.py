@@ -86,3 +86,26 @@ def test_validation_metrics_per_pair():
     coarse = [img[0][0] for img in images]
     fine = [img[0][1] for img in images]
     assert metrics["val_inter_scale_r2_s1_s2"] == scale_predictability(coarse, fine)
+
+
+def test_report_shows_each_configuration_against_off_with_interval_and_cka(tmp_path):
+    """analysis.summary's section: last epoch per trial, mean over seeds, difference to off."""
+    import pandas as pd
+
+    from analysis.experiment import Experiment
+    from analysis.figures import ReportData
+    from analysis.summary import _inter_scale
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "configuration": ["off", "repel", "repel"],
+                           "status": "TERMINATED", "seed": [0, 0, 1]})
+    rows = []
+    for trial, config, r2 in (("a", "off", 0.9), ("b", "repel", 0.7), ("c", "repel", 0.5)):
+        for epoch, shift in ((1, 0.05), (2, 0.0)):      # only the last epoch counts
+            rows.append({"trial_id": trial, "configuration": config, "epoch": epoch,
+                         "val_inter_scale_r2_s1_s2": r2 + shift, "val_inter_scale_lo_s1_s2": r2 - 0.1,
+                         "val_inter_scale_hi_s1_s2": r2 + 0.05, "val_inter_scale_cka_s1_s2": r2 / 2})
+    experiment = Experiment(tmp_path, trials, pd.DataFrame(), pd.DataFrame(rows))
+    text = _inter_scale(ReportData(experiment, pd.DataFrame(), "validation", pd.DataFrame(), "off", None))
+    repel = next(line for line in text.splitlines() if line.startswith("| repel"))
+    assert "0.600 (-0.300) [0.50, 0.65]" in repel and "0.300 (-0.150)" in repel
+    assert "0.900 [0.80, 0.95]" in next(line for line in text.splitlines() if line.startswith("| off"))
