@@ -16,8 +16,9 @@ Masks (``--phase1-mask``, one decorated function each):
   from ``tau_init`` to ``tau_final``, while its soft edge of width tau (1 - p) narrows from the
   seed's (the first step *is* the seed's mask) to a hard edge: M = clip((tau - r) / (tau (1 - p)), 0, 1).
   The last Phase-1 step passes every coefficient with r < tau_final unchanged: with the
-  paper's tau_final = 1 that is all but the corner beyond the unit circle (natural images keep
-  > 40 dB PSNR there, not the seed's < 30 dB), and tau_final = sqrt(2) ends on the identity.
+  paper's tau_final = 1 that is all but the corner beyond the unit circle (256² crops of the
+  sample images: 37-44 dB against the raw crop, the seed's mask 29-35 dB), and
+  tau_final = sqrt(2) ends on the identity.
 """
 from __future__ import annotations
 

@@ -1,30 +1,33 @@
 """Phase 2: inter-scale similarity regularisation of a hierarchical codec's scale latents.
 
 For each pair of adjacent scales, coarser c (C_c x h x w) and finer f (C_f x 2h x 2w), the
-finer latent is brought to c's grid by the Haar DWT and an aligner predicts c from it:
-    P = A(DWT(f)),     d(c, f) = D( n(c), n(P) ),     n = per-sample RMS normalisation,
+finer latent is brought to c's grid by the Haar DWT and an aligner A predicts c from it; the
+pair is charged a distance d between c and the prediction, and
     L_inter = sign * delta * sum_pairs d,   sign = -1 "repel" (scales less predictable from
                                             each other, the paper's -delta * L2) or +1 "attract".
 
 The aligner (``--phase2-aligner``) decides who minimises what:
 
-* ``adversarial`` (default): A is the best linear predictor of c from DWT(f), refitted in
-  closed form from moving averages of earlier batches' statistics (it *minimises* the
-  prediction error), while the encoder gets sign * delta * d with A held. Neither side can
-  win the term alone: A cannot flip sign to saturate it, and the encoder faces the best
-  linear predictor of its latents, not one it trains.
-* ``ridge``: the inner minimisation in closed form per batch (cross-fitted ridge regression
-  of c on DWT(f), see ``ridge.py``), differentiable in both latents, no parameters.
+* ``crossfit`` (default): a best linear predictor refitted on every batch, cross-fitted on
+  blocked folds; d = its own held-out objective, 1 - R^2 of the centred c, in [0, 1]
+  (:class:`CrossFitAligner`). The encoder cannot outrun it: there is no state to go stale.
+* ``adversarial``: the best linear predictor on moving averages (momentum 0.99) of earlier
+  batches' moments, held for the encoder; d = l2 of RMS-normalised tensors. Kept for
+  reproduction: stale, outrun by an encoder that drifts (rotation toy: d 1.4-1.7 where a fresh
+  fit scores ~0; tests/test_regularizers.py).
+* ``ridge``: a cross-fitted ridge regression on this batch (blocked folds), differentiable in
+  both latents through the fit, no parameters.
 * ``joint``: the seed/paper as written: one unit-norm 1x1 conv trained on the same signed
   loss as the encoder. Degenerate under repel: a polyphase component of f is (+-LL +-LH +-HL
   +-HH)/2 of its sub-bands, so A can output -c exactly; measured on HPCM_Tiny the l2 term
   sits at 3.9994 of its bound 4 with latent gradients <= 2.8e-6, and because d(A) = 2 - 2 rho(A)
   with rho(-A) = -rho(A), repel(A) = attract(-A) + const: the sign changes nothing.
 
+``adversarial``, ``ridge`` and ``joint`` compare n(c) with n(P), n = per-sample RMS
+normalisation (l2 <= 4, l1 and cosine <= 2). All fits use one ridge convention (``ridge.py``).
 ``scale_latents="new"`` masks the *finer* latent to the positions first coded at its scale:
 HPCM's scales are nested (s2 holds s1's values, y holds s2's), so with ``full`` the finer
 latent contains the coarse one and the pair partly compares a tensor with itself.
-Distances are on RMS-normalised tensors, so every term is bounded: l2 <= 4, l1, cosine <= 2.
 """
 from __future__ import annotations
 
@@ -100,8 +103,8 @@ class CrossFitAligner(Aligner):
     held-out objective, for ``l2`` the predictor's own: D = sum(c - P)^2 / sum(c^2) = 1 - held-out
     R^2, at most 1 (the zero predictor). The fit is a constant for the encoder (envelope gradient:
     only the held-out rows carry it), so the charge is what a fresh best response achieves on
-    this batch: nothing stale to outrun by drifting, and a mean shift or an invertible mixing of
-    either latent changes nothing. Other distances compare n(c) with n(P), both centred.
+    this batch: nothing stale to outrun by drifting, and neither a mean shift nor a rotation of
+    the coarse channels changes it. Other distances compare n(c) with n(P), both centred.
     No parameters; computed in fp32 (also under bf16 autocast) and without host syncs.
     """
 
