@@ -169,14 +169,3 @@ def _fit_predict(fit: list[Unit], held: list[Unit], ridges: torch.Tensor) -> lis
     gain = s / (s.pow(2) + ridge_lambda(x, ridges).view(-1, 1))           # [G, r]
     core = gain.unsqueeze(-1) * (u.T @ y)                                   # [G, r, m]
     return [(hx.reshape(-1, hx.shape[-1]) @ vh.T @ core).reshape(len(ridges), *hy.shape) for hx, hy in held]
-
-
-def ridge_fit(x: torch.Tensor, y: torch.Tensor, ridge: float = RIDGE):
-    """(W, x_mean, y_mean) of the ridge regression of rows ``y`` on rows ``x``."""
-    n = len(x)
-    return ridge_solution(x.mean(0, keepdim=True), y.mean(0, keepdim=True), x.T @ x / n, x.T @ y / n, ridge)
-
-
-def ridge_predict(fit, x: torch.Tensor) -> torch.Tensor:
-    w, x_mean, y_mean = fit
-    return (x - x_mean) @ w + y_mean
