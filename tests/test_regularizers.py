@@ -354,3 +354,24 @@ def test_rejects_latents_that_do_not_double_in_size():
     s1, s2, _ = scale_latents()
     with pytest.raises(ValueError, match="double"):
         InterScaleRegularizer(CHANNELS)([s1, s2, s2])
+
+
+def test_crossfit_computes_in_fp32_under_bf16_autocast():
+    """The trainer's --amp bf16 autocasts the model; the fit must not run in bf16 (its 3 significant
+    digits would swamp a ridge of 1 % of the mean feature energy)."""
+    latents = related_latents()
+    reg = InterScaleRegularizer(CHANNELS, delta=1.0, aligner="crossfit")
+    plain = reg(latents)[1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = reg(latents)[1]
+    for name in plain:
+        assert cast[name].dtype == torch.float32
+        assert cast[name].item() == pytest.approx(plain[name].item(), rel=1e-5)
+
+
+def test_crossfit_charges_one_when_a_grid_holds_a_single_position():
+    """One position per image is all mean once centred: nothing to predict (not a perfect fit)."""
+    g = torch.Generator().manual_seed(0)
+    latents = [torch.randn(2, M, 1, 1, generator=g), torch.randn(2, M, 2, 2, generator=g)]
+    total, pairs = InterScaleRegularizer((M, M), delta=1.0, aligner="crossfit", scale_latents="full")(latents)
+    assert pairs["s1_s2"].item() == 1.0

@@ -104,7 +104,8 @@ class CrossFitAligner(Aligner):
     R^2, at most 1 (the zero predictor). The fit is a constant for the encoder (envelope gradient:
     only the held-out rows carry it), so the charge is what a fresh best response achieves on
     this batch: nothing stale to outrun by drifting, and neither a mean shift nor a rotation of
-    the coarse channels changes it. Other distances compare n(c) with n(P), both centred.
+    the coarse channels changes it. Other distances compare n(c) with n(P), both centred. A
+    coarse grid of 1 x 1 (e.g. DHIC_Tiny's s1 on 64-px crops) is all mean: D = 1, no gradient.
     No parameters; computed in fp32 (also under bf16 autocast) and without host syncs.
     """
 
@@ -120,8 +121,9 @@ class CrossFitAligner(Aligner):
 
     def fresh_score(self, coarse: torch.Tensor, prediction: torch.Tensor, distance: Distance) -> torch.Tensor:
         y = centred(coarse)
-        if distance is l2_distance:
-            return ((y - prediction).pow(2).sum() / y.pow(2).sum().clamp_min(1e-30)).clamp(max=1.0)
+        if distance is l2_distance:   # a 1 x 1 grid leaves nothing within an image to predict: D = 1
+            energy = y.pow(2).sum()
+            return torch.where(energy > 0, (y - prediction).pow(2).sum() / energy.clamp_min(1e-30), 1.0).clamp(max=1.0)
         return distance(rms_normalize(y), rms_normalize(prediction))
 
 
