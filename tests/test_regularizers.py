@@ -375,3 +375,16 @@ def test_crossfit_charges_one_when_a_grid_holds_a_single_position():
     latents = [torch.randn(2, M, 1, 1, generator=g), torch.randn(2, M, 2, 2, generator=g)]
     total, pairs = InterScaleRegularizer((M, M), delta=1.0, aligner="crossfit", scale_latents="full")(latents)
     assert pairs["s1_s2"].item() == 1.0
+
+
+@pytest.mark.parametrize("aligner", ["crossfit", "ridge"])
+def test_one_image_of_one_position_trains_on(aligner):
+    """batch_size 1 with a crop whose coarse grid is 1 x 1: nothing to fit on, no crash."""
+    g = torch.Generator().manual_seed(0)
+    latents = [torch.randn(1, M, k, k, generator=g).requires_grad_() for k in (1, 2)]
+    reg = InterScaleRegularizer((M, M), delta=1.0, aligner=aligner, scale_latents="full")
+    total, pairs = reg(latents)
+    total.backward()
+    assert torch.isfinite(total) and set(reg.fresh()) == {"s1_s2"}
+    if aligner == "crossfit":
+        assert pairs["s1_s2"].item() == 1.0 and reg.fresh()["s1_s2"] == 1.0

@@ -75,7 +75,7 @@ def ridge_weights(x: torch.Tensor, y: torch.Tensor, ridges: torch.Tensor) -> tor
 
 def blocked_folds(batch: int, h: int, w: int) -> list[tuple[Index, list[Index]]]:
     """(held-out index, fit indices) per fold into a [B, C, h, w] tensor: images i mod K, or,
-    for one image, its top/bottom (left/right when h = 1) halves."""
+    for one image, its top/bottom (left/right when h = 1) halves; none for one 1 x 1 image."""
     if batch >= 2:
         k = min(batch, MAX_FOLDS)
         parts = [(slice(i, None, k),) for i in range(k)]
@@ -84,7 +84,7 @@ def blocked_folds(batch: int, h: int, w: int) -> list[tuple[Index, list[Index]]]
     elif w >= 2:
         parts = [(slice(None),) * 3 + (slice(0, w // 2),), (slice(None),) * 3 + (slice(w // 2, None),)]
     else:
-        raise ValueError("cross-fitting needs two images or at least two positions")
+        return []          # one image of one position: nothing to fit on
     return [(held, [p for p in parts if p is not held]) for held in parts]
 
 
@@ -95,7 +95,7 @@ def cross_fitted(bands: torch.Tensor, coarse: torch.Tensor, ridges: torch.Tensor
     ``detach_fit``: the fitted W is a constant (the envelope gradient: only the held-out rows
     carry gradient); otherwise gradients also flow through the fit."""
     x, y = centred(bands), centred(coarse)
-    out = x.new_empty(len(ridges), *y.shape)
+    out = x.new_zeros(len(ridges), *y.shape)     # stays the zero predictor where no fold can be fitted
     for held, fits in blocked_folds(*x.shape[:1], *x.shape[-2:]):
         xf = torch.cat([as_rows(x[i]) for i in fits])
         yf = torch.cat([as_rows(y[i]) for i in fits])
@@ -122,6 +122,9 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
     strength chosen by an inner cross-validation on those folds (``ridges`` None), else
     [G, h, w, m], one per relative strength in ``ridges``. float64, via one SVD per fit."""
     units, join = _blocked(list(images))
+    if not units:          # one image of one position: the zero predictor
+        y = images[0][1]
+        return [torch.zeros_like(y) if ridges is None else y.new_zeros(len(ridges), *y.shape)]
     predictions: list[torch.Tensor] = [torch.empty(0)] * len(units)
     k = min(len(units), MAX_FOLDS)
     for fold in range(k):
@@ -140,8 +143,8 @@ def _blocked(units: list[Unit]):
         return units, lambda preds: preds
     x, y = units[0]
     dim = 0 if x.shape[0] >= 2 else 1
-    if x.shape[dim] < 2:
-        raise ValueError("cross-fitting needs two images or at least two positions")
+    if x.shape[dim] < 2:   # one position: nothing to fit on, the zero predictor
+        return [], None
     half = x.shape[dim] // 2
     halves = [(x.narrow(dim, s, n), y.narrow(dim, s, n)) for s, n in ((0, half), (half, x.shape[dim] - half))]
     return halves, lambda preds: [torch.cat(preds, dim - 3)]   # predictions end in [h, w, m]
