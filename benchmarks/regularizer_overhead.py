@@ -6,7 +6,8 @@ batch, one run, interleaved).
 
 "on" = Phase 1 DCT truncation of the batch (mid-ramp) + the Phase 2 term with each aligner
 (``crossfit`` is the default); ratio = on/off median step time (goal <= 1.02 for HPCM_Base).
-Both go through ``trainer.train_step``, the step the training loop takes. ``--write`` stores
+Both go through ``trainer.train_step``, the step the training loop takes; ``term_s`` is the
+Phase 2 term alone (forward + backward) per aligner on the model's latents. ``--write`` stores
 the result as the ``regularizers_on_off`` section of benchmarks/results.json (other sections kept).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from trainable.config import TrainConfig
-from trainable.regularizers import ALIGNERS
+from trainable.regularizers import ALIGNERS, InterScaleRegularizer
 from trainable.trainer import Run, train_step
 
 from .timing import interleaved_medians
@@ -42,7 +43,25 @@ def measure(model: str, batch: int, size: int, repeats: int, device: torch.devic
     med = interleaved_medians({name: (lambda r=run, on=name != "off": train_step(r, x, on))
                                for name, run in runs.items()}, repeats=repeats, device=device)
     return {"model": model, "device": str(device), "batch": [batch, 3, size, size], "repeats": repeats,
-            "step_s": med, "ratio_on_over_off": {a: med[a] / med["off"] for a in aligners}}
+            "step_s": med, "ratio_on_over_off": {a: med[a] / med["off"] for a in aligners},
+            "term_s": term_seconds(runs["off"], x, repeats, device, aligners)}
+
+
+def term_seconds(run: Run, x: torch.Tensor, repeats: int, device: torch.device, aligners: tuple[str, ...]) -> dict:
+    """Median seconds of the Phase 2 term alone (forward + backward to the latents) per aligner,
+    on the model's own latents of ``x``: what the term costs when a loaded machine hides it in
+    the step-time noise."""
+    with torch.no_grad():
+        out = run.model(x, return_scale_latents=True)
+    latents, masks = [t.detach() for t in out["scale_latents"]], out["scale_new_masks"]
+    channels = run.model.scale_channels
+
+    def step(reg):
+        leaves = [t.clone().requires_grad_() for t in latents]
+        reg(leaves, masks)[0].backward()
+
+    regs = {a: InterScaleRegularizer(channels, aligner=a).to(device) for a in aligners}
+    return interleaved_medians({a: (lambda r=reg: step(r)) for a, reg in regs.items()}, repeats=repeats, device=device)
 
 
 def main() -> None:
