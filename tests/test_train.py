@@ -225,16 +225,14 @@ def test_a_corrupt_training_image_is_named_before_training_starts(small, tmp_pat
     assert reports == [] and not (Path(small.save_path) / LAST).exists()
 
 
-def test_repel_makes_scales_less_predictable_and_attract_more(small):
-    """100 steps of HPCM_Tiny at δ = 1, same seed: the held-out inter-scale R² moves the
-    way the sign says, against the same run with Phase 2 off (measured: s1_s2 .813 / .875 /
-    .905, s2_s3 .948 / .964 / .973 for repel / off / attract)."""
-    base = replace(small, epochs=2, steps_per_epoch=50, batch_size=4, delta=1.0)
-    r2 = {}
-    for name, overrides in (("off", {}), ("repel", dict(phase2_reg=True, phase2_sign="repel")),
-                            ("attract", dict(phase2_reg=True, phase2_sign="attract"))):
-        cfg = replace(base, save_path=f"{small.save_path}-{name}", **overrides)
-        last = _collect(cfg)[-1][0]
-        r2[name] = [last[f"val_inter_scale_r2_{pair}"] for pair in ("s1_s2", "s2_s3")]
-    for pair in range(2):
-        assert r2["repel"][pair] < r2["off"][pair] < r2["attract"][pair], r2
+def test_repel_makes_scales_less_predictable_than_attract(small):
+    """50 steps of HPCM_Tiny at δ = 1 (crossfit), same seed: both the held-out validation measure
+    (blocked folds, honest ridge) and the fresh fit on the last training batch say the scales are
+    less predictable under repel than under attract (measured, seeds 0 / 1: val R² s1_s2 .83 vs .885 /
+    .85 vs .89, s2_s3 .899 vs .936 / .914 vs .932; fresh distance s1_s2 .92 vs .85 / .89 vs .87)."""
+    base = replace(small, epochs=2, steps_per_epoch=25, batch_size=4, delta=1.0, phase2_reg=True)
+    last = {sign: _collect(replace(base, phase2_sign=sign, save_path=f"{small.save_path}-{sign}"))[-1][0]
+            for sign in ("repel", "attract")}
+    for pair in ("s1_s2", "s2_s3"):
+        assert last["repel"][f"val_inter_scale_r2_{pair}"] < last["attract"][f"val_inter_scale_r2_{pair}"], last
+        assert last["repel"][f"inter_scale_fresh_{pair}"] > last["attract"][f"inter_scale_fresh_{pair}"], last

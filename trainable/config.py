@@ -55,7 +55,7 @@ class TrainConfig:
     # Phase 2: inter-scale latent regularization
     phase2_reg: bool = False
     delta: float = 0.1
-    phase2_aligner: str = "adversarial"  # who minimises the distance (see regularizers.inter_scale)
+    phase2_aligner: str = "crossfit"     # who minimises the distance (see regularizers.inter_scale)
     distance: str = "l2"
     alignment: str = "subbands"
     phase2_sign: str = "repel"

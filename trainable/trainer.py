@@ -273,6 +273,8 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
         metrics.update(tau=taus[k], epoch_seconds=seconds, images_per_s=steps * len(x) / seconds,
                        nonfinite_steps=skipped)
         metrics.setdefault("inter_scale_reg", 0.0)
+        if phase2[k]:   # what a predictor fitted afresh on the epoch's last batch scores, next to the charge
+            metrics.update({f"inter_scale_fresh_{name}": d for name, d in run.phase2.fresh().items()})
         metrics.update(evaluate(run.model, data.val_images, run.criterion, run.device))
         run.epoch, metrics["global_step"] = epoch + 1, run.global_step
         if run.done and run.config.real_bpp:

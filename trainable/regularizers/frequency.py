@@ -12,11 +12,13 @@ Masks (``--phase1-mask``, one decorated function each):
 * ``seed``: M = max(0, (tau - r) / tau), as in the seed's train.py. At tau = 1 it still
   attenuates every non-DC coefficient (mean 0.26, 21 % zeroed), so the switch to raw
   images after Phase 1 is a jump of the input distribution. Kept for reproduction.
-* ``full`` (default): a soft low-pass whose cutoff c = tau + p (sqrt(2) - tau_final)
-  rises from ``tau_init`` (the seed's cutoff radius on the first step, so tau values stay
-  comparable) to sqrt(2), beyond every DCT radius, while its soft edge of width c (1 - p)
-  narrows from the seed's to a hard edge: M = clip((c - r) / (c (1 - p)), 0, 1). On the last
-  Phase-1 step M = 1 everywhere, the identity, so Phase 1 ends on the full spectrum.
+* ``full`` (default): a soft low-pass whose cutoff is tau itself (the logged value), rising
+  from ``tau_init`` to ``tau_final``, while its soft edge of width tau (1 - p) narrows from the
+  seed's (the first step *is* the seed's mask) to a hard edge: M = clip((tau - r) / (tau (1 - p)), 0, 1).
+  The last Phase-1 step passes every coefficient with r < tau_final unchanged: with the
+  paper's tau_final = 1 that is all but the corner beyond the unit circle (256² crops of the
+  sample images: 37-44 dB against the raw crop, the seed's mask 29-35 dB), and
+  tau_final = sqrt(2) ends on the identity.
 """
 from __future__ import annotations
 
@@ -30,24 +32,23 @@ from .dct import dct2, idct2
 from .registry import registrar
 
 MAX_RADIUS = math.sqrt(2)
-Mask = Callable[[torch.Tensor, float, float, float], torch.Tensor]
+Mask = Callable[[torch.Tensor, float, float], torch.Tensor]
 MASKS: dict[str, Mask] = {}
 
-register_mask = registrar(MASKS)   # register_mask(name)(fn): fn(r, tau, progress, tau_final) -> M
+register_mask = registrar(MASKS)   # register_mask(name)(fn): fn(r, tau, progress) -> M
 
 
 @register_mask("seed")
-def seed_mask(r: torch.Tensor, tau: float, progress: float, tau_final: float) -> torch.Tensor:
+def seed_mask(r: torch.Tensor, tau: float, progress: float) -> torch.Tensor:
     return ((tau - r) / tau).clamp(min=0)
 
 
 @register_mask("full")
-def full_spectrum_mask(r: torch.Tensor, tau: float, progress: float, tau_final: float) -> torch.Tensor:
-    cutoff = tau + progress * (MAX_RADIUS - tau_final)
-    edge = cutoff * (1 - progress)
+def full_spectrum_mask(r: torch.Tensor, tau: float, progress: float) -> torch.Tensor:
+    edge = tau * (1 - progress)
     if edge <= 0:
-        return (r < cutoff).to(r.dtype)
-    return ((cutoff - r) / edge).clamp(0, 1)
+        return (r < tau).to(r.dtype)
+    return ((tau - r) / edge).clamp(0, 1)
 
 
 def dct_radius(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
@@ -58,20 +59,18 @@ def dct_radius(h: int, w: int, device: torch.device | None = None) -> torch.Tens
 
 
 def radial_mask(h: int, w: int, tau: float, device: torch.device | None = None,
-                dtype: torch.dtype | None = None, kind: str = "seed", progress: float = 0.0,
-                tau_final: float = 1.0) -> torch.Tensor:
+                dtype: torch.dtype | None = None, kind: str = "seed", progress: float = 0.0) -> torch.Tensor:
     """M [h, w] of mask ``kind`` at ``tau`` and Phase-1 ``progress``."""
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
     if kind not in MASKS:
         raise ValueError(f"phase1 mask must be one of {', '.join(MASKS)}, got {kind!r}")
-    return MASKS[kind](dct_radius(h, w, device), tau, progress, tau_final).to(dtype or torch.get_default_dtype())
+    return MASKS[kind](dct_radius(h, w, device), tau, progress).to(dtype or torch.get_default_dtype())
 
 
-def truncate(x: torch.Tensor, tau: float, kind: str = "seed", progress: float = 0.0,
-             tau_final: float = 1.0) -> torch.Tensor:
+def truncate(x: torch.Tensor, tau: float, kind: str = "seed", progress: float = 0.0) -> torch.Tensor:
     """Low-pass ``x`` (B, C, H, W) with the radial DCT mask (same shape out)."""
-    mask = radial_mask(x.shape[-2], x.shape[-1], tau, x.device, x.dtype, kind, progress, tau_final)
+    mask = radial_mask(x.shape[-2], x.shape[-1], tau, x.device, x.dtype, kind, progress)
     return idct2(dct2(x) * mask)
 
 
@@ -124,4 +123,4 @@ class FrequencyTruncation:
         tau = self.schedule.tau(step)
         if tau is None:
             return x
-        return truncate(x, tau, self.mask, self.schedule.progress(step), self.schedule.tau_final)
+        return truncate(x, tau, self.mask, self.schedule.progress(step))

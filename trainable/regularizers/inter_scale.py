@@ -1,30 +1,33 @@
 """Phase 2: inter-scale similarity regularisation of a hierarchical codec's scale latents.
 
 For each pair of adjacent scales, coarser c (C_c x h x w) and finer f (C_f x 2h x 2w), the
-finer latent is brought to c's grid by the Haar DWT and an aligner predicts c from it:
-    P = A(DWT(f)),     d(c, f) = D( n(c), n(P) ),     n = per-sample RMS normalisation,
+finer latent is brought to c's grid by the Haar DWT and an aligner A predicts c from it; the
+pair is charged a distance d between c and the prediction, and
     L_inter = sign * delta * sum_pairs d,   sign = -1 "repel" (scales less predictable from
                                             each other, the paper's -delta * L2) or +1 "attract".
 
 The aligner (``--phase2-aligner``) decides who minimises what:
 
-* ``adversarial`` (default): A is the best linear predictor of c from DWT(f), refitted in
-  closed form from moving averages of earlier batches' statistics (it *minimises* the
-  prediction error), while the encoder gets sign * delta * d with A held. Neither side can
-  win the term alone: A cannot flip sign to saturate it, and the encoder faces the best
-  linear predictor of its latents, not one it trains.
-* ``ridge``: the inner minimisation in closed form per batch (cross-fitted ridge regression
-  of c on DWT(f), see ``ridge.py``), differentiable in both latents, no parameters.
+* ``crossfit`` (default): a best linear predictor refitted on every batch, cross-fitted on
+  blocked folds; d = its own held-out objective, 1 - R^2 of the centred c, in [0, 1]
+  (:class:`CrossFitAligner`). The encoder cannot outrun it: there is no state to go stale.
+* ``adversarial``: the best linear predictor on moving averages (momentum 0.99) of earlier
+  batches' moments, held for the encoder; d = l2 of RMS-normalised tensors. Kept for
+  reproduction: stale, outrun by an encoder that drifts (rotation toy: d 1.4-1.7 where a fresh
+  fit scores ~0; tests/test_regularizers.py).
+* ``ridge``: a cross-fitted ridge regression on this batch (blocked folds), differentiable in
+  both latents through the fit, no parameters.
 * ``joint``: the seed/paper as written: one unit-norm 1x1 conv trained on the same signed
   loss as the encoder. Degenerate under repel: a polyphase component of f is (+-LL +-LH +-HL
   +-HH)/2 of its sub-bands, so A can output -c exactly; measured on HPCM_Tiny the l2 term
   sits at 3.9994 of its bound 4 with latent gradients <= 2.8e-6, and because d(A) = 2 - 2 rho(A)
   with rho(-A) = -rho(A), repel(A) = attract(-A) + const: the sign changes nothing.
 
+``adversarial``, ``ridge`` and ``joint`` compare n(c) with n(P), n = per-sample RMS
+normalisation (l2 <= 4, l1 and cosine <= 2). All fits use one ridge convention (``ridge.py``).
 ``scale_latents="new"`` masks the *finer* latent to the positions first coded at its scale:
 HPCM's scales are nested (s2 holds s1's values, y holds s2's), so with ``full`` the finer
 latent contains the coarse one and the pair partly compares a tensor with itself.
-Distances are on RMS-normalised tensors, so every term is bounded: l2 <= 4, l1, cosine <= 2.
 """
 from __future__ import annotations
 
@@ -37,11 +40,12 @@ from torch import nn
 
 from .haar import haar_dwt
 from .registry import registrar
-from .ridge import as_rows, cross_fitted_prediction, from_rows, ridge_solution
+from .ridge import (RIDGE, RIDGES, as_rows, centred, centred_units, cross_fitted, from_rows, held_out_predictions,
+                    ridge_solution)
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DISTANCES: dict[str, Distance] = {}
-ALIGNERS: dict[str, type[nn.Module]] = {}
+ALIGNERS: dict[str, type["Aligner"]] = {}
 SIGNS = {"repel": -1.0, "attract": 1.0}
 
 register_distance = registrar(DISTANCES)
@@ -77,21 +81,66 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(a, b, dim=1)).mean()
 
 
-@register_aligner("adversarial")
-class AdversarialAligner(nn.Module):
-    """The best linear predictor of c from DWT(f), held fixed for the encoder.
+class Aligner(nn.Module):
+    """Predicts c from DWT(f); the pair is charged distance(n(c), n(prediction))."""
 
-    It minimises ||c - A DWT(f) - b||^2 over the recent training batches in closed form:
-    exponential moving averages of the (detached) moments, then a ridge solve. So it
-    is the adversary's best response, not a slowly trained one: latent channels are highly
-    collinear (cond(X^T X) ~ 1e4 on HPCM_Tiny), where a gradient-trained 1x1 conv stays far
-    from the optimum after hundreds of Adam steps. The prediction uses only *earlier*
-    batches (statistics are updated after use); the encoder gets sign * delta * d through X
-    and c, and nothing reaches A. No parameters, no optimizer; the statistics are buffers,
-    so checkpoints resume exactly. Until a first batch is seen the prediction is 0.
+    def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance) -> torch.Tensor:
+        return distance(rms_normalize(coarse), rms_normalize(self(bands, coarse)))
+
+    def fresh_score(self, coarse: torch.Tensor, prediction: torch.Tensor, distance: Distance) -> torch.Tensor:
+        """What a fresh predictor's centred ``prediction`` scores in this aligner's metric (each
+        image's coarse mean added back: these aligners compare uncentred tensors)."""
+        return distance(rms_normalize(coarse), rms_normalize(prediction + coarse.mean((-2, -1), keepdim=True)))
+
+
+@register_aligner("crossfit")
+class CrossFitAligner(Aligner):
+    """The default: the best linear predictor of c from DWT(f), refitted on every batch.
+
+    Per step, a ridge regression of the centred c on the centred DWT(f) is fitted in closed form
+    on blocked folds (whole images, or spatial halves for one image: ``ridge.blocked_folds``) and
+    scores the other fold, for every strength in ``RIDGES``; the pair is charged the lowest
+    held-out objective, for ``l2`` the predictor's own: D = sum(c - P)^2 / sum(c^2) = 1 - held-out
+    R^2, at most 1 (the zero predictor). The fit is a constant for the encoder (envelope gradient:
+    only the held-out rows carry it), so the charge is what a fresh best response achieves on
+    this batch: nothing stale to outrun by drifting, and neither a mean shift nor a rotation of
+    the coarse channels changes it. Other distances compare n(c) with n(P), both centred. A
+    coarse grid of 1 x 1 (e.g. DHIC_Tiny's s1 on 64-px crops) is all mean: D = 1, no gradient.
+    No parameters; computed in fp32 (also under bf16 autocast) and without host syncs.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, momentum: float = 0.99, ridge: float = 1e-4) -> None:
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("ridges", torch.tensor(RIDGES, dtype=torch.float32), persistent=False)
+
+    def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance) -> torch.Tensor:
+        with torch.autocast(bands.device.type, enabled=False):
+            coarse = coarse.float()
+            predictions = cross_fitted(bands.float(), coarse, self.ridges, detach_fit=True)
+            return torch.stack([self.fresh_score(coarse, p, distance) for p in predictions]).min()
+
+    def fresh_score(self, coarse: torch.Tensor, prediction: torch.Tensor, distance: Distance) -> torch.Tensor:
+        y = centred(coarse)
+        if distance is l2_distance:   # a 1 x 1 grid leaves nothing within an image to predict: D = 1
+            energy = y.pow(2).sum()
+            return torch.where(energy > 0, (y - prediction).pow(2).sum() / energy.clamp_min(1e-30), 1.0).clamp(max=1.0)
+        return distance(rms_normalize(y), rms_normalize(prediction))
+
+
+@register_aligner("adversarial")
+class AdversarialAligner(Aligner):
+    """The best linear predictor of c from DWT(f) on moving averages of *earlier* batches, held
+    fixed for the encoder. Kept for reproduction: it is stale, and the encoder outruns it by
+    drifting (README; tests/test_phase2_on_hpcm.py).
+
+    It minimises ||c - A DWT(f) - b||^2 in closed form on exponential moving averages of the
+    (detached) moments, then a ridge solve. The prediction uses only earlier batches
+    (statistics are updated after use); the encoder gets sign * delta * d through X and c, and
+    nothing reaches A. The statistics are buffers, so checkpoints resume exactly. Until a first
+    batch is seen the prediction is 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, momentum: float = 0.99, ridge: float = RIDGE) -> None:
         super().__init__()
         self.momentum, self.ridge = momentum, ridge
         # moving averages of E[x], E[y], E[x x^T], E[x y^T]; ``seen`` corrects their start-up bias
@@ -121,19 +170,23 @@ class AdversarialAligner(nn.Module):
 
 
 @register_aligner("ridge")
-class RidgeAligner(nn.Module):
-    """No parameters: c predicted by a cross-fitted ridge regression on this batch."""
+class RidgeAligner(Aligner):
+    """No parameters: c predicted by a cross-fitted ridge (blocked folds, a = ``RIDGE``) on this
+    batch, differentiable through the fit as well (unlike ``crossfit``), plus each image's mean."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
+        self.register_buffer("ridges", torch.tensor([RIDGE], dtype=torch.float32), persistent=False)
 
     def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        rows = cross_fitted_prediction(as_rows(bands).float(), as_rows(coarse).float())
-        return from_rows(rows, coarse).to(coarse.dtype)
+        with torch.autocast(bands.device.type, enabled=False):
+            c = coarse.float()
+            prediction = cross_fitted(bands.float(), c, self.ridges, detach_fit=False)[0]
+            return (prediction + c.mean((-2, -1), keepdim=True)).to(coarse.dtype)
 
 
 @register_aligner("joint")
-class JointAligner(nn.Module):
+class JointAligner(Aligner):
     """Unit-norm 1x1 conv trained on the same signed loss as the encoder (seed/paper as written)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -166,7 +219,7 @@ class InterScaleRegularizer(nn.Module):
     Args:
         channels: channels of every scale, coarse to fine (HPCM: (M, M, M); DHIC: per scale).
         delta: weight >= 0; 0 turns the term off (zeros returned).
-        aligner: "adversarial" | "ridge" | "joint" (see the module docstring).
+        aligner: "crossfit" | "adversarial" | "ridge" | "joint" (see the module docstring).
         alignment: "subbands" (the paper; aligner 4 C_f -> C_c) or "ll" (C_f -> C_c).
         distance: "l2" | "l1" | "cosine" on RMS-normalised tensors.
         sign: "repel" | "attract".
@@ -174,7 +227,7 @@ class InterScaleRegularizer(nn.Module):
             models without nested scales pass none and every position counts), "full" not.
     """
 
-    def __init__(self, channels: Sequence[int], delta: float = 0.1, aligner: str = "adversarial",
+    def __init__(self, channels: Sequence[int], delta: float = 0.1, aligner: str = "crossfit",
                  alignment: str = "subbands", distance: str = "l2", sign: str = "repel",
                  scale_latents: str = "new") -> None:
         super().__init__()
@@ -202,13 +255,30 @@ class InterScaleRegularizer(nn.Module):
         if self.delta == 0:
             zero = latents[0].new_zeros(())
             return zero, {name: zero for name in self.pair_names}
-        per_pair = {}
+        per_pair, seen = {}, []
         for name, aligner, coarse, fine in zip(self.pair_names, self.aligners, latents[:-1],
                                                pairs_fine(latents, new_masks if self.scale_latents == "new" else None)):
-            prediction = aligner(dwt_features(fine, self.alignment), coarse)
-            per_pair[name] = DISTANCES[self.distance](rms_normalize(coarse), rms_normalize(prediction))
+            bands = dwt_features(fine, self.alignment)
+            per_pair[name] = aligner.charge(bands, coarse, DISTANCES[self.distance])
+            seen.append((coarse.detach(), bands.detach()))
+        if self.training:
+            self.last_batch = seen
         total = self.weight * torch.stack(list(per_pair.values())).sum()
         return total, {name: d.detach() for name, d in per_pair.items()}
+
+    @torch.no_grad()
+    def fresh(self) -> dict[str, float]:
+        """Per pair, the distance a predictor fitted afresh on the last training batch achieves in
+        the charged metric: blocked folds, the best of ``RIDGES`` on the held-out folds (as the
+        ``crossfit`` charge), but an independent float64 SVD implementation fitted on detached
+        latents. A charge the encoder cannot outrun stays close to it. Empty before training."""
+        out = {}
+        for name, aligner, (coarse, bands) in zip(self.pair_names, self.aligners, getattr(self, "last_batch", [])):
+            per_image = held_out_predictions(centred_units(list(bands), list(coarse)), RIDGES)
+            predictions = torch.stack(per_image, 1).permute(0, 1, 4, 2, 3).float()    # [G, B, C, h, w]
+            scores = [aligner.fresh_score(coarse.float(), p, DISTANCES[self.distance]) for p in predictions]
+            out[name] = float(torch.stack(scores).min())
+        return out
 
     def _checked(self, latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(latents) != len(self.channels):

@@ -1,18 +1,29 @@
 """Linear predictability of a coarse scale from the finer one: closed-form ridge regression.
 
 Rows are latent positions, columns channels: X = DWT bands of the finer latent at the coarse
-grid [N, d], Y = the coarse latent [N, m]. With centred X, Y and a ridge scaled to the data,
-    W = (X^T X + a tr(X^T X)/d I)^-1 X^T Y,
-the prediction is X W (plus the means). Everything is differentiable in X and Y, so the
-``ridge`` aligner can send gradients to both latents. Fits are always scored out of sample
-(two interleaved folds), because with fewer positions than features an in-sample fit is
-perfect and says nothing.
+grid [N, d], Y = the coarse latent [N, m]. One ridge convention everywhere (the aligners and
+the validation measure): with X, Y centred,
+    W = (X^T X + lambda I)^-1 X^T Y,    lambda = a * tr(X^T X) / d,
+i.e. ``a`` is relative to the mean feature energy; ``a`` is ``RIDGE`` for the fixed-ridge
+aligners and is chosen from ``RIDGES`` where a fit picks its own.
+
+Every fit is scored out of sample on *blocked* folds: whole images (the image of batch index
+i is in fold i mod K, K = min(images, MAX_FOLDS)), or, for a single image, contiguous spatial
+halves. Interleaved folds put neighbouring (correlated) positions on both sides, and with fewer
+positions than features an in-sample fit is perfect: both read smooth independent fields as
+highly predictable.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-RIDGE = 1e-2   # a: ridge relative to the mean feature variance
+RIDGE = 1e-2                      # a of the fixed-ridge aligners (adversarial, ridge)
+RIDGES = (1e-2, 1e-1, 1.0, 10.0)  # a's candidates where a fit chooses its own (crossfit, the measure)
+MAX_FOLDS = 4
+Index = tuple[slice, ...]
+Unit = tuple[torch.Tensor, torch.Tensor]   # (X [h, w, d], Y [h, w, m]) of one image or block
 
 
 def as_rows(t: torch.Tensor) -> torch.Tensor:
@@ -26,48 +37,138 @@ def from_rows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return rows.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
 
+def centred(t: torch.Tensor) -> torch.Tensor:
+    """Each image's channels minus their spatial mean ([B, C, h, w]): mean shifts are not structure."""
+    return t - t.mean((-2, -1), keepdim=True)
+
+
+def ridge_lambda(x: torch.Tensor, a: torch.Tensor | float) -> torch.Tensor:
+    """lambda = a * tr(X^T X) / d for centred rows ``x`` [N, d] (plus a floor against all-zero X)."""
+    return a * x.pow(2).sum() / x.shape[1] + 1e-12
+
+
 def ridge_solution(x_mean: torch.Tensor, y_mean: torch.Tensor, xx: torch.Tensor, xy: torch.Tensor,
                    ridge: float = RIDGE):
     """(W, x_mean, y_mean) from first and second moments: xx = E[x x^T], xy = E[x y^T]."""
     cov_xx = xx - x_mean.T @ x_mean
     cov_xy = xy - x_mean.T @ y_mean
     d = cov_xx.shape[0]
-    scale = cov_xx.diagonal().sum() / d
+    lam = ridge * cov_xx.diagonal().sum() / d + 1e-12
     eye = torch.eye(d, dtype=cov_xx.dtype, device=cov_xx.device)
-    return torch.linalg.solve(cov_xx + (ridge * scale + 1e-12) * eye, cov_xy), x_mean, y_mean
+    return torch.linalg.solve(cov_xx + lam * eye, cov_xy), x_mean, y_mean
 
 
-def ridge_fit(x: torch.Tensor, y: torch.Tensor, ridge: float = RIDGE):
-    """(W, x_mean, y_mean) of the ridge regression of rows ``y`` on rows ``x``."""
-    n = len(x)
-    return ridge_solution(x.mean(0, keepdim=True), y.mean(0, keepdim=True), x.T @ x / n, x.T @ y / n, ridge)
+def ridge_weights(x: torch.Tensor, y: torch.Tensor, ridges: torch.Tensor) -> torch.Tensor:
+    """W [G, d, m] of the ridge regressions of centred rows ``y`` [N, m] on ``x`` [N, d], one per
+    relative strength in ``ridges`` [G]. Primal or dual (kernel) form, whichever system is smaller
+    (the same W). Cholesky without error checks: no host sync; lambda > 0 keeps it positive definite."""
+    n, d = x.shape
+    lam = ridge_lambda(x, ridges).view(-1, 1, 1)
+    if n >= d:
+        system = x.T @ x + lam * torch.eye(d, dtype=x.dtype, device=x.device)
+        factor = torch.linalg.cholesky_ex(system)[0]
+        return torch.cholesky_solve((x.T @ y).expand(len(ridges), d, -1), factor)
+    system = x @ x.T + lam * torch.eye(n, dtype=x.dtype, device=x.device)
+    factor = torch.linalg.cholesky_ex(system)[0]
+    return x.T @ torch.cholesky_solve(y.expand(len(ridges), n, -1), factor)
 
 
-def ridge_predict(fit, x: torch.Tensor) -> torch.Tensor:
-    w, x_mean, y_mean = fit
-    return (x - x_mean) @ w + y_mean
+def blocked_folds(batch: int, h: int, w: int) -> list[tuple[Index, list[Index]]]:
+    """(held-out index, fit indices) per fold into a [B, C, h, w] tensor: images i mod K, or,
+    for one image, its top/bottom (left/right when h = 1) halves; none for one 1 x 1 image."""
+    if batch >= 2:
+        k = min(batch, MAX_FOLDS)
+        parts = [(slice(i, None, k),) for i in range(k)]
+    elif h >= 2:
+        parts = [(slice(None), slice(None), slice(0, h // 2)), (slice(None), slice(None), slice(h // 2, None))]
+    elif w >= 2:
+        parts = [(slice(None),) * 3 + (slice(0, w // 2),), (slice(None),) * 3 + (slice(w // 2, None),)]
+    else:
+        return []          # one image of one position: nothing to fit on
+    return [(held, [p for p in parts if p is not held]) for held in parts]
 
 
-def folds(n: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two interleaved folds of row indices (even / odd rows, i.e. alternate positions)."""
-    index = torch.arange(n, device=device)
-    return index[0::2], index[1::2]
+def cross_fitted(bands: torch.Tensor, coarse: torch.Tensor, ridges: torch.Tensor, detach_fit: bool) -> torch.Tensor:
+    """Held-out predictions [G, B, C_c, h, w] of the centred ``coarse`` from the centred ``bands``
+    (one per ridge in ``ridges``): each fold predicted by a fit on the other folds.
 
-
-def cross_fitted_prediction(x: torch.Tensor, y: torch.Tensor, ridge: float = RIDGE) -> torch.Tensor:
-    """Each fold's rows predicted by a ridge fitted on the other fold."""
-    a, b = folds(len(x), x.device)
-    out = torch.empty_like(y)
-    out[a] = ridge_predict(ridge_fit(x[b], y[b], ridge), x[a])
-    out[b] = ridge_predict(ridge_fit(x[a], y[a], ridge), x[b])
+    ``detach_fit``: the fitted W is a constant (the envelope gradient: only the held-out rows
+    carry gradient); otherwise gradients also flow through the fit."""
+    x, y = centred(bands), centred(coarse)
+    out = x.new_zeros(len(ridges), *y.shape)     # stays the zero predictor where no fold can be fitted
+    for held, fits in blocked_folds(*x.shape[:1], *x.shape[-2:]):
+        xf = torch.cat([as_rows(x[i]) for i in fits])
+        yf = torch.cat([as_rows(y[i]) for i in fits])
+        if detach_fit:
+            xf, yf = xf.detach(), yf.detach()
+        w = ridge_weights(xf, yf, ridges)
+        target = y[held]
+        out[(slice(None), *held)] = torch.stack([from_rows(as_rows(x[held]) @ wg, target) for wg in w])
     return out
 
 
-def held_out_r2(x: torch.Tensor, y: torch.Tensor, ridge: float = RIDGE) -> float:
-    """R^2 on one fold of a ridge fitted on the other (pooled over channels; <= 1, can be < 0)."""
-    a, b = folds(len(x), x.device)
-    x, y = x.double(), y.double()
-    fit = ridge_fit(x[a], y[a], ridge)
-    residual = (y[b] - ridge_predict(fit, x[b])).pow(2).sum()
-    total = (y[b] - fit[2]).pow(2).sum()
-    return float(1 - residual / total) if total > 0 else float("nan")
+def centred_units(features: Sequence[torch.Tensor], coarse: Sequence[torch.Tensor]) -> list[Unit]:
+    """Per image (X [h, w, d], Y [h, w, m]) float64, each centred over its positions, from
+    features [d, h, w] and coarse latents [m, h, w]."""
+    units = []
+    for f, c in zip(features, coarse):
+        x, y = f.detach().double().permute(1, 2, 0), c.detach().double().permute(1, 2, 0)
+        units.append((x - x.mean((0, 1)), y - y.mean((0, 1))))
+    return units
+
+
+def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None = None) -> list[torch.Tensor]:
+    """Each image's centred Y predicted by a ridge fitted on the other folds: [h, w, m] with the
+    strength chosen by an inner cross-validation on those folds (``ridges`` None), else
+    [G, h, w, m], one per relative strength in ``ridges``. float64, via one SVD per fit."""
+    units, join = _blocked(list(images))
+    if not units:          # one image of one position: the zero predictor
+        y = images[0][1]
+        return [torch.zeros_like(y) if ridges is None else y.new_zeros(len(ridges), *y.shape)]
+    predictions: list[torch.Tensor] = [torch.empty(0)] * len(units)
+    k = min(len(units), MAX_FOLDS)
+    for fold in range(k):
+        held = [i for i in range(len(units)) if i % k == fold]
+        fit = [units[i] for i in range(len(units)) if i % k != fold]
+        grid = torch.tensor([_inner_ridge(fit)] if ridges is None else list(ridges), dtype=torch.float64)
+        for i, p in zip(held, _fit_predict(fit, [units[i] for i in held], grid)):
+            predictions[i] = p[0] if ridges is None else p
+    return join(predictions)
+
+
+def _blocked(units: list[Unit]):
+    """At least two folds' worth of units: a single image is split into two contiguous halves.
+    Returns (units, a function mapping per-unit predictions back to per-image ones)."""
+    if len(units) >= 2:
+        return units, lambda preds: preds
+    x, y = units[0]
+    dim = 0 if x.shape[0] >= 2 else 1
+    if x.shape[dim] < 2:   # one position: nothing to fit on, the zero predictor
+        return [], None
+    half = x.shape[dim] // 2
+    halves = [(x.narrow(dim, s, n), y.narrow(dim, s, n)) for s, n in ((0, half), (half, x.shape[dim] - half))]
+    return halves, lambda preds: [torch.cat(preds, dim - 3)]   # predictions end in [h, w, m]
+
+
+def _inner_ridge(units: list[Unit]) -> float:
+    """The relative ridge a from ``RIDGES`` with the lowest pooled held-out error on ``units``."""
+    units, _ = _blocked(units)
+    k = min(len(units), MAX_FOLDS)
+    ridges = torch.tensor(RIDGES, dtype=torch.float64)
+    sse = torch.zeros(len(RIDGES), dtype=torch.float64)
+    for fold in range(k):
+        held = [units[i] for i in range(len(units)) if i % k == fold]
+        fit = [units[i] for i in range(len(units)) if i % k != fold]
+        for (_, y), p in zip(held, _fit_predict(fit, held, ridges)):
+            sse += (p - y).pow(2).flatten(1).sum(1)
+    return RIDGES[int(sse.argmin())]
+
+
+def _fit_predict(fit: list[Unit], held: list[Unit], ridges: torch.Tensor) -> list[torch.Tensor]:
+    """Predictions [G, h, w, m] for every held unit, one per relative ridge, from one SVD of the fit rows."""
+    x = torch.cat([u[0].reshape(-1, u[0].shape[-1]) for u in fit])
+    y = torch.cat([u[1].reshape(-1, u[1].shape[-1]) for u in fit])
+    u, s, vh = torch.linalg.svd(x, full_matrices=False)
+    gain = s / (s.pow(2) + ridge_lambda(x, ridges).view(-1, 1))           # [G, r]
+    core = gain.unsqueeze(-1) * (u.T @ y)                                   # [G, r, m]
+    return [(hx.reshape(-1, hx.shape[-1]) @ vh.T @ core).reshape(len(ridges), *hy.shape) for hx, hy in held]

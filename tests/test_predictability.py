@@ -1,0 +1,111 @@
+"""The inter-scale predictability measure on synthetic fields with known truth, at the sizes real
+runs have: HPCM's s1_s2 on the 3 built-in validation images and on 24 Kodak-sized images."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from trainable.models import create_model
+from trainable.regularizers import dwt_features, inter_scale_r2, predictability_report, scale_predictability
+
+VALIDATION = ((300, 451), (370, 371), (500, 500))   # trainable/data/sample.py: chelsea, colorwheel, logo (H x W)
+KODAK = ((512, 768),) * 24
+
+
+def s1_grids(model: str, sizes) -> tuple[int, list[tuple[int, int]]]:
+    """(channels, s1 grid per image) of ``model``: s1 is the coding multiple's grid, as the
+    validation crops it (positions overlapping the image)."""
+    m = create_model(model)
+    step = 4 * 16                                     # s1 = latent / 4, latent = image / 16
+    assert m.coding_multiple % step == 0
+    return m.scale_channels[0], [(math.ceil(h / step), math.ceil(w / step)) for h, w in sizes]
+
+
+def smooth(rng: np.random.Generator, c: int, h: int, w: int) -> torch.Tensor:
+    return torch.from_numpy(gaussian_filter(rng.standard_normal((c, h, w)), sigma=(0, 1.5, 1.5)))
+
+
+def fields(channels: int, grids, r: float, seed: int = 0):
+    """(coarse, fine) per image: fine smooth; coarse = sqrt(r) standardised(A DWT(fine)) +
+    sqrt(1 - r) standardised(smooth noise), so the true R^2 is r (r = 0: independent)."""
+    rng = np.random.default_rng(seed)
+    fine = [smooth(rng, channels, 2 * h, 2 * w) for h, w in grids]
+    noise = [smooth(rng, channels, h, w) for h, w in grids]
+    if r == 0:
+        return noise, fine
+    mix = torch.from_numpy(rng.standard_normal((channels, 4 * channels)))
+    signal = [torch.einsum("cd,dhw->chw", mix, dwt_features(f.unsqueeze(0), "subbands")[0]) for f in fine]
+
+    def standardised(ts):
+        pooled = torch.cat([t.flatten(1) for t in ts], 1)
+        return [(t - pooled.mean(1).view(-1, 1, 1)) / pooled.std(1).view(-1, 1, 1) for t in ts]
+
+    return [math.sqrt(r) * s + math.sqrt(1 - r) * n for s, n in zip(standardised(signal), standardised(noise))], fine
+
+
+@pytest.mark.parametrize("model, sizes", [("HPCM_Tiny", VALIDATION), ("HPCM_Base", VALIDATION), ("HPCM_Tiny", KODAK)])
+def test_independent_smooth_scales_read_zero(model, sizes):
+    """Interleaved folds read +0.94 here: neighbouring positions on both sides of the split."""
+    channels, grids = s1_grids(model, sizes)
+    for seed in range(2):
+        report = predictability_report(*fields(channels, grids, 0.0, seed))
+        assert -0.15 <= report.r2 <= 0.05, (seed, report)
+        assert report.low <= report.r2 <= report.high
+        assert abs(report.cka) < (0.05 if len(grids) > 3 else 0.2), report   # the second measure agrees
+
+
+@pytest.mark.parametrize("sizes", [VALIDATION, KODAK])
+def test_a_true_r2_of_one_half(sizes):
+    channels, grids = s1_grids("HPCM_Tiny", sizes)
+    for seed in range(2):
+        report = predictability_report(*fields(channels, grids, 0.5, seed))
+        null = predictability_report(*fields(channels, grids, 0.0, seed))
+        if len(grids) > 3:
+            assert 0.4 <= report.r2 <= 0.6, report
+        else:
+            assert null.r2 < report.r2 <= 0.6, report
+        assert report.cka > null.cka + 0.2, (report, null)
+
+
+def test_one_image_is_split_into_blocks_and_bad_input_is_refused():
+    coarse, fine = fields(32, [(8, 12)], 0.5)
+    assert 0.05 < scale_predictability(coarse, fine) < 0.6
+    assert math.isnan(predictability_report(coarse, fine).low)          # no interval from one image
+    with pytest.raises(ValueError, match="same number"):
+        scale_predictability(coarse, fine + fine)
+    with pytest.raises(ValueError, match=r"\[C, 2h, 2w\]"):
+        scale_predictability(coarse, [f[:, :-2] for f in fine])
+
+
+def test_validation_metrics_per_pair():
+    images = [list(zip(*fields(8, [(4, 6)], 0.5, seed))) for seed in range(3)]   # one pair per image
+    metrics = inter_scale_r2(images, ["s1_s2"])
+    assert set(metrics) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    coarse = [img[0][0] for img in images]
+    fine = [img[0][1] for img in images]
+    assert metrics["val_inter_scale_r2_s1_s2"] == scale_predictability(coarse, fine)
+
+
+def test_report_shows_each_configuration_against_off_with_interval_and_cka(tmp_path):
+    """analysis.summary's section: last epoch per trial, mean over seeds, difference to off."""
+    import pandas as pd
+
+    from analysis.experiment import Experiment
+    from analysis.figures import ReportData
+    from analysis.summary import _inter_scale
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "configuration": ["off", "repel", "repel"],
+                           "status": "TERMINATED", "seed": [0, 0, 1]})
+    rows = []
+    for trial, config, r2 in (("a", "off", 0.9), ("b", "repel", 0.7), ("c", "repel", 0.5)):
+        for epoch, shift in ((1, 0.05), (2, 0.0)):      # only the last epoch counts
+            rows.append({"trial_id": trial, "configuration": config, "epoch": epoch,
+                         "val_inter_scale_r2_s1_s2": r2 + shift, "val_inter_scale_lo_s1_s2": r2 - 0.1,
+                         "val_inter_scale_hi_s1_s2": r2 + 0.05, "val_inter_scale_cka_s1_s2": r2 / 2})
+    experiment = Experiment(tmp_path, trials, pd.DataFrame(), pd.DataFrame(rows))
+    text = _inter_scale(ReportData(experiment, pd.DataFrame(), "validation", pd.DataFrame(), "off", None))
+    repel = next(line for line in text.splitlines() if line.startswith("| repel"))
+    assert "0.600 (-0.300) [0.50, 0.65]" in repel and "0.300 (-0.150)" in repel
+    assert "0.900 [0.80, 0.95]" in next(line for line in text.splitlines() if line.startswith("| off"))
