@@ -47,12 +47,7 @@ def small(**overrides) -> TrainConfig:
 PHASE2_DEFAULT = TrainConfig().phase2_aligner
 
 
-@pytest.mark.parametrize("regularized", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        PHASE2_DEFAULT == "adversarial", strict=True,
-        reason="the adversarial aligner reads `self.seen > 0` every step; the new default aligner must not")),
-])
+@pytest.mark.parametrize("regularized", [False, True])
 def test_a_steady_state_step_makes_no_host_sync(regularized, monkeypatch):
     cfg = small(spectral_reg=regularized, truncation_epochs=5, phase2_reg=regularized, phase2_start_epoch=0,
                 phase2_aligner=PHASE2_DEFAULT)
