@@ -184,6 +184,29 @@ def test_lambda_models_are_spread_over_the_trial_gpus_from_two_on():
     assert trial_devices(["3", "5"]) == ("cuda:0", "cuda:1")               # renumbered by CUDA_VISIBLE_DEVICES
 
 
+def test_asha_never_stops_off_and_still_judges_the_others_against_it(tmp_path):
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.schedulers import PersistentASHA
+
+    asha = PersistentASHA(tmp_path / "asha.pkl", time_attr="epoch", metric="rd_score", mode="min", max_t=4,
+                          grace_period=1, reduction_factor=2)
+    names, scores = ("a", "b", "off", "c", "d"), (1.0, 2.0, 3.0, 2.5, 2.1)
+    trials = {n: Trial("t", config={"configuration": n, "is_off": n == "off"}, stub=True) for n in names}
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+    decision = {n: asha.on_trial_result(None, trials[n], {"epoch": 1, "rd_score": s}) for n, s in zip(names, scores)}
+    # off arrives third and worst at the first rung: ASHA (median cutoff of a, b) would stop it
+    assert decision["off"] == TrialScheduler.CONTINUE
+    assert decision["b"] == decision["c"] == TrialScheduler.STOP
+    # off's 3.0 is in the rung: d (2.1) passes the median of {1, 2, 3, 2.5} = 2.25, not that of {1, 2, 2.5} = 2
+    assert trials["off"].trial_id in asha.rung_records()[-1] and decision["d"] == TrialScheduler.CONTINUE
+    later = asha.on_trial_result(None, trials["off"], {"epoch": 2, "rd_score": 9.0})   # worst at the next rung too
+    assert later == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, trials["a"], {"epoch": 2, "rd_score": 1.0}) == TrialScheduler.CONTINUE
+
+
 # ---------------------------------------------------------------------------- real Ray Tune runs
 
 @pytest.mark.slow
