@@ -15,7 +15,7 @@ PRESETS: dict[str, dict] = {
     # go *down* from the warm start's (×~3 apart): a few hundred steps can shed rate (and PSNR)
     # but cannot raise a Tiny model's PSNR, so higher λs would only add bits (non-monotone curves).
     "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 12, "grace_epochs": 2, "num_samples": 4, "seeds": 1,
-                  "batch_size": 8, "patch_size": 128, "steps_per_epoch": 20, "learning_rate": 5e-4,
+                  "batch_size": 4, "patch_size": 128, "steps_per_epoch": 16, "learning_rate": 5e-4,
                   "lambdas": (0.0005, 0.0015, 0.0045, 0.013), "init_weights": str(warm_start_path()),
                   "cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 2},
     # A few GPU-hours: HPCM_Base, short epochs; one GPU shared by a trial's λ models.
