@@ -9,9 +9,11 @@ from __future__ import annotations
 from trainable.pretrained import warm_start_path
 
 PRESETS: dict[str, dict] = {
-    # The `make demo` path: 2 CPU cores, ~8 minutes. Every λ model starts from the shipped HPCM_Tiny
-    # warm start (λ 0.013, 2400 steps: trainable.pretrained) and is fine-tuned 240 steps; 12 epochs
-    # so the official step decay gives the last epoch lr/10 (settled models, not lr noise). The λs
+    # The `make demo` path: 2 CPU cores, under 15 minutes (README: measured). Every λ model starts from the
+    # shipped HPCM_Tiny warm start (λ 0.013, 2400 steps: trainable.pretrained) and is fine-tuned 192 steps
+    # of batch 4 (training, steps and their image decoding, was 85 % of a trial at batch 8 x 240 steps:
+    # benchmarks.demo_trial_profile); 12 epochs so the official step decay gives the last epoch lr/10
+    # (settled models, not lr noise). The λs
     # go *down* from the warm start's (×~3 apart): a few hundred steps can shed rate (and PSNR)
     # but cannot raise a Tiny model's PSNR, so higher λs would only add bits (non-monotone curves).
     "cpu-smoke": {"model": "HPCM_Tiny", "max_epochs": 12, "grace_epochs": 2, "num_samples": 4, "seeds": 1,
