@@ -63,7 +63,8 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        values = {k: v for k, v in PRESETS[preset].items() if k not in ("model", "lambdas")}
+        # the preset's model and λs rank below the space's (preset_model, preset_lambdas); other keys are read elsewhere
+        values = {k: v for k, v in PRESETS[preset].items() if k in known and k not in ("model", "lambdas")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])

@@ -19,7 +19,7 @@ from ray.tune.schedulers import FIFOScheduler
 from trainable.errors import InputError
 from trainable.tune import tune_trainable
 
-from .plan import Plan, is_uri
+from .plan import Plan, check_bd_rate, is_uri
 from .points import OffComparison
 from .results import ranking, trial_rows
 from .schedulers import PersistentASHA
@@ -149,6 +149,7 @@ def describe(plan: Plan) -> str:
 
 def run_experiment(plan: Plan) -> int:
     """Run or resume; 0 when no trial errored, else 1. The last line says how many errored."""
+    check_bd_rate(plan)
     existing = read_bytes(plan.root, EXPERIMENT_FILE)
     record = json.loads(json.dumps(plan.record()))        # as stored: tuples are lists
     if existing is not None:

@@ -16,6 +16,7 @@ from trainable.data import SPLITS, dataset_manifest, list_images, resolve_datase
 from trainable.errors import InputError
 
 from .config import SearchConfig
+from .presets import PRESETS
 
 MIN_LAMBDAS = 4          # a BD-rate needs 4 RD points per curve (analysis.bd.MIN_POINTS)
 
@@ -123,7 +124,7 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
 
 def _lambdas(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...], str]:
     """--lambdas, else the space's own, else the preset's when on the space's metric scale,
-    else the space metric's default λs; at least MIN_LAMBDAS of them."""
+    else the space metric's default λs."""
     low, high = LAMBDA_SCALE.get(space.metric, (0.0, float("inf")))
     preset = config.preset_lambdas
     if config.lambdas:
@@ -134,10 +135,17 @@ def _lambdas(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...
         lambdas, source = preset, f"preset {config.preset}"
     else:
         lambdas, source = space.lambdas, f"{space.metric} default"
-    if len(lambdas) < MIN_LAMBDAS:
-        raise InputError(f"{len(lambdas)} λ value(s) from {source} ({', '.join(f'{v:g}' for v in lambdas)}): "
-                         f"a BD-rate needs at least {MIN_LAMBDAS} points per curve")
     return tuple(lambdas), source
+
+
+def check_bd_rate(plan: Plan) -> None:
+    """A search's verdict is a BD-rate vs off: refuse fewer than MIN_LAMBDAS points per curve
+    before training, unless the preset measures something else (``"bd_rate": False``, e.g.
+    steps-to-quality). Not part of :func:`make_plan`, so a dry run still prices any plan."""
+    if len(plan.lambdas) < MIN_LAMBDAS and PRESETS[plan.config.preset].get("bd_rate", True):
+        raise InputError(f"{len(plan.lambdas)} λ value(s) from {plan.lambdas_from} "
+                         f"({', '.join(f'{v:g}' for v in plan.lambdas)}): a BD-rate needs at least {MIN_LAMBDAS} "
+                         "points per curve")
 
 
 def _check_ms_ssim_sizes(space: SearchSpace, side: int, what: str) -> None:

@@ -19,6 +19,7 @@ from search.points import OffComparison
 from search.run import main
 from search.searchers import EnumeratedSearch, FidelityAwareOptunaSearch, n_startup_trials
 from trainable.cli import run_cli
+from trainable.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = ["0.0035", "0.0067", "0.013", "0.025"]    # a BD-rate needs 4 points
@@ -129,6 +130,20 @@ def test_a_whole_run_of_phase1_is_refused_and_a_space_with_3_lambdas_too(tmp_pat
     fraction = tmp_path / "fraction.yaml"       # a share of the run is always shorter than the run
     fraction.write_text("searched: {tau_init: [0.05, 0.1]}\nfixed: {spectral_reg: true, truncation_fraction: 0.99}\n")
     assert plan_for(fraction).space.longest_truncation(plan_for(fraction).base, 12) == 11
+
+
+def test_a_preset_that_measures_no_bd_rate_may_have_fewer_than_4_lambdas(monkeypatch):
+    from search.plan import check_bd_rate
+    from search.presets import PRESETS
+
+    three = {**PRESETS["cpu-smoke"], "lambdas": (0.0015, 0.0045, 0.013)}
+    monkeypatch.setitem(PRESETS, "three", three)
+    with pytest.raises(InputError, match="3 λ value.s. from preset three .* a BD-rate needs at least 4"):
+        check_bd_rate(make_plan(SearchConfig.create("phase2_delta", "three"), verify_data=False))
+    monkeypatch.setitem(PRESETS, "three", {**three, "bd_rate": False})     # e.g. a steps-to-quality study
+    plan = make_plan(SearchConfig.create("phase2_delta", "three"), verify_data=False)
+    check_bd_rate(plan)
+    assert plan.lambdas == (0.0015, 0.0045, 0.013)
 
 
 def test_lambdas_come_from_the_flag_else_the_space_else_the_preset_on_the_space_scale(tmp_path):
