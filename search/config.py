@@ -63,7 +63,7 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        # the preset's model and λs rank below the space's (preset_model, preset_lambdas); other keys are read elsewhere
+        # the preset's model and λs rank below the space's (preset_model, preset_lambdas)
         values = {k: v for k, v in PRESETS[preset].items() if k in known and k not in ("model", "lambdas")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
