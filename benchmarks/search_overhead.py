@@ -1,6 +1,6 @@
 """Ray Tune vs the plain loop, and ASHA vs FIFO, on the same small CPU workload.
 
-    python -m benchmarks.search_overhead [--epochs 4] [--space ablation_delta] [--lambdas 0.013]
+    python -m benchmarks.search_overhead [--epochs 4] [--space ablation_delta] [--lambdas 0.0035 0.0067 0.013 0.025]
                                          [--steps-per-epoch 16] [--skip-tune-vs-plain]
 
 - tune/plain: wall time of a one-trial ``Tuner.fit`` (Ray already initialised) over the
@@ -63,8 +63,8 @@ def tune_vs_plain(epochs: int, lambdas: tuple[float, ...] = (0.0067, 0.025)) -> 
             "ratio_fit_over_plain": fit / plain, "ratio_trial_over_plain": trial / plain}
 
 
-def asha_vs_fifo(epochs: int, space: str = "ablation_delta", lambdas: tuple[float, ...] = (0.013,),
-                 steps_per_epoch: int = 16) -> dict:
+def asha_vs_fifo(epochs: int, space: str = "ablation_delta",
+                 lambdas: tuple[float, ...] = (0.0035, 0.0067, 0.013, 0.025), steps_per_epoch: int = 16) -> dict:
     out, tables = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for scheduler in ("asha", "fifo"):
@@ -94,7 +94,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=4, help="tune/plain epochs; ASHA/FIFO runs twice as many")
     p.add_argument("--space", default="ablation_delta", help="an enumerated space for ASHA vs FIFO")
-    p.add_argument("--lambdas", type=float, nargs="+", default=[0.013])
+    p.add_argument("--lambdas", type=float, nargs="+", default=[0.0035, 0.0067, 0.013, 0.025])   # a search needs 4
     p.add_argument("--steps-per-epoch", type=int, default=16)
     p.add_argument("--skip-tune-vs-plain", action="store_true")
     a = p.parse_args()

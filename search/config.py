@@ -31,7 +31,7 @@ class SearchConfig:
     max_steps: int | None = None                  # optimizer steps per λ model; sets max_epochs (rounded up)
     grace_epochs: int = 2                         # ASHA grace (raised to cover Phase 1)
     reduction_factor: float = 2.0
-    lambdas: tuple[float, ...] | None = None      # None: the space's
+    lambdas: tuple[float, ...] | None = None      # --lambdas; None: the space's own, else the preset's (plan)
     # training
     model: str | None = None                      # None: the space's model, else the preset's
     batch_size: int = 8
@@ -39,7 +39,7 @@ class SearchConfig:
     steps_per_epoch: int | None = 16              # steps between validations; None: one pass over the data
     learning_rate: float = 3e-3
     train_dataset: str | None = None              # None: the built-in sample train split
-    test_dataset: str | None = None               # validation folder; None: the built-in val split
+    val_dataset: str | None = None                # validation folder (selection); None: the built-in val split
     init_weights: str | None = None               # warm start: a file, a folder or a mapping λ → file
     amp: str = "fp32"                             # bf16: autocast (noise, rates, regularizers stay fp32)
     compile: bool = False                         # torch.compile each λ model
@@ -69,8 +69,8 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
-        # the preset's model ranks below the space's (preset_model); "fine_tunes" is read by search.run
-        values = {k: v for k, v in PRESETS[preset].items() if k in known and k != "model"}
+        # the preset's model and λs rank below the space's (preset_model, preset_lambdas)
+        values = {k: v for k, v in PRESETS[preset].items() if k in known and k not in ("model", "lambdas")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("lambdas") is not None:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])
@@ -86,6 +86,12 @@ class SearchConfig:
     @property
     def preset_model(self) -> str:
         return PRESETS[self.preset]["model"]
+
+    @property
+    def preset_lambdas(self) -> tuple[float, ...] | None:
+        """The preset's λs: used only when neither --lambdas nor the space sets them (plan)."""
+        lambdas = PRESETS[self.preset].get("lambdas")
+        return tuple(float(v) for v in lambdas) if lambdas else None
 
     def validated(self) -> "SearchConfig":
         checks = [

@@ -20,7 +20,7 @@ from trainable.errors import InputError
 from trainable.tune import tune_trainable
 
 from .cluster import cluster_max_concurrent
-from .plan import Plan, is_uri
+from .plan import Plan, check_bd_rate, is_uri
 from .points import OffComparison
 from .results import ranking, trial_rows
 from .schedulers import PersistentASHA
@@ -28,6 +28,8 @@ from .searchers import EnumeratedSearch, FidelityAwareOptunaSearch
 from .storage import read_bytes, write_bytes
 
 EXPERIMENT_FILE, RESULTS_FILE = "experiment.json", "results.csv"
+# experiment.json keys a resumed run may change: where and how the driver runs, not what is trained
+RESUMABLE_CHANGES = ("resume", "address", "dashboard_host", "storage_path")
 
 
 def start_ray(plan: Plan) -> None:
@@ -53,6 +55,27 @@ def start_ray(plan: Plan) -> None:
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}  (bound to {config.dashboard_host}; token: `ray get-auth-token`)")
+
+
+def check_resources(plan: Plan) -> None:
+    """A trial must fit on one live node of the cluster, or Tune waits for it forever."""
+    config = plan.config
+    need = {"CPU": config.cpus_per_trial, "GPU": config.gpus_per_trial, **config.trial_resources}
+    need = {k: v for k, v in need.items() if v > 0}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0) >= v for k, v in need.items()) for node in nodes):
+        return
+    largest = {k: max((node.get(k, 0) for node in nodes), default=0) for k in need}
+    short = ", ".join(f"{k} {need[k]:g} (largest node: {largest[k]:g})" for k in need if largest[k] < need[k]) \
+        or ", ".join(f"{k} {v:g}" for k, v in need.items()) + " together"
+    raise InputError(f"no node of the Ray cluster can run a trial, which asks for {short}; "
+                     "lower --gpus-per-trial / --cpus-per-trial / --trial-resources or add such a node")
+
+
+def changed_settings(before: dict, now: dict) -> list[str]:
+    """Settings of experiment.json that differ (keys both records have, but RESUMABLE_CHANGES)."""
+    return [f"{k} {before[k]!r} -> {now[k]!r}" for k in before
+            if k in now and k not in RESUMABLE_CHANGES and before[k] != now[k]]
 
 
 def wandb_mode(plan: Plan) -> str:
@@ -118,17 +141,30 @@ def describe(plan: Plan) -> str:
     what = (f"{len(plan.configurations)} configurations (grid)" if plan.configurations is not None
             else f"{plan.config.num_samples} configurations ({plan.searcher})")
     sched = f"ASHA on rd_score, grace {plan.grace}" if plan.scheduler == "asha" else "FIFO"
+    if plan.scheduler == "asha" and plan.grace >= plan.config.max_epochs:
+        sched += " (= max epochs: ASHA cannot stop any trial)"
     return (f"{plan.name}: {what} x {plan.config.seeds} seed(s), each trial = {len(plan.lambdas)} λ models "
-            f"({', '.join(f'{v:g}' for v in plan.lambdas)}); {sched}; max {plan.config.max_epochs} epochs")
+            f"({', '.join(f'{v:g}' for v in plan.lambdas)}, from {plan.lambdas_from}); {sched}; "
+            f"max {plan.config.max_epochs} epochs")
 
 
 def run_experiment(plan: Plan) -> int:
     """Run or resume; 0 when no trial errored, else 1. The last line says how many errored."""
-    if not plan.config.resume and read_bytes(plan.root, EXPERIMENT_FILE) is not None:
-        raise InputError(f"experiment {plan.root} exists; pass --resume to finish it or --name for a new one")
-    write_bytes(plan.root, EXPERIMENT_FILE, json.dumps(plan.record(), indent=2).encode())
+    check_bd_rate(plan)
+    existing = read_bytes(plan.root, EXPERIMENT_FILE)
+    record = json.loads(json.dumps(plan.record()))        # as stored: tuples are lists
+    if existing is not None:
+        if not plan.config.resume:
+            raise InputError(f"experiment {plan.root} exists; pass --resume to finish it or --name for a new one")
+        changed = changed_settings(json.loads(existing), record)
+        if changed:   # the restored Tuner would keep the old plan while experiment.json claimed the new one
+            raise InputError(f"--resume with other settings than {plan.root} was started with: "
+                             f"{'; '.join(changed)}; rerun with its settings or give a new --name")
     print(describe(plan))
     start_ray(plan)
+    check_resources(plan)
+    if existing is None:
+        write_bytes(plan.root, EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
     start = time.perf_counter()
     grid = build_tuner(plan).fit()
     table = pd.DataFrame(trial_rows(grid, plan.config.max_epochs))

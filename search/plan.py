@@ -5,16 +5,20 @@ Everything a user can get wrong fails here, as one :class:`InputError` line.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from spaces import Configuration, SearchSpace, get_space
-from trainable.config import TrainConfig
-from trainable.data import SPLITS, resolve_dataset, verify_dataset
+from trainable.config import LAMBDA_SCALE, TrainConfig
+from trainable.data import SPLITS, dataset_manifest, list_images, resolve_dataset
 from trainable.errors import InputError
 
 from .config import SearchConfig
+from .presets import PRESETS
+
+MIN_LAMBDAS = 4          # a BD-rate needs 4 RD points per curve (analysis.bd.MIN_POINTS)
 
 
 def is_uri(path: str) -> bool:
@@ -32,7 +36,8 @@ class Plan:
     searcher: str                           # grid | optuna | random
     scheduler: str                          # fifo | asha
     grace: int                              # ASHA grace period, covering the longest Phase 1
-    datasets: dict[str, str | None]
+    datasets: dict[str, str | None]         # train / val (selection) / test (held out; None: user-given at evaluation)
+    lambdas_from: str = "--lambdas"         # where the λs came from (--lambdas, the space, the preset)
 
     @property
     def name(self) -> str:
@@ -71,7 +76,7 @@ class Plan:
                 "lambdas": list(self.lambdas), "seeds": self.config.seeds, "seed_values": list(self.seeds),
                 "max_epochs": self.config.max_epochs, "model": self.base.model_name, "metric": self.base.metric,
                 "searcher": self.searcher, "scheduler": self.scheduler, "grace_epochs": self.grace,
-                "off": self.off.id, "datasets": self.datasets,
+                "off": self.off.id, "datasets": self.datasets, "lambdas_from": self.lambdas_from,
                 "configurations": [c.id for c in self.configurations] if self.configurations else None}
 
 
@@ -79,8 +84,11 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     """Resolve and check everything; verifies the datasets (cached manifest) unless told not to."""
     space = get_space(config.space)
     model = _model(config, space)
-    lambdas = config.lambdas or space.lambdas
-    base = TrainConfig(model_name=model, train_dataset=config.train_dataset, test_dataset=config.test_dataset,
+    lambdas, lambdas_from = _lambdas(config, space)
+    datasets = _datasets(config, space, verify_data)
+    # user folders as absolute paths (a trial runs in its own directory); None: each node's built-in split
+    base = TrainConfig(model_name=model, train_dataset=_user_folder(config.train_dataset, datasets["train"]),
+                       test_dataset=_user_folder(config.val_dataset, datasets["val"]),
                        lmbda=lambdas[0], metric=space.metric, epochs=config.max_epochs,
                        batch_size=config.batch_size, patch_size=config.patch_size,
                        steps_per_epoch=config.steps_per_epoch, learning_rate=config.learning_rate, seed=config.seed,
@@ -90,8 +98,14 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
         try:
             replace(base, lmbda=lmbda).validated()
         except InputError as exc:
-            raise InputError(f"λ {lmbda}: {exc}") from None
+            raise InputError(f"λ {lmbda} (from {lambdas_from}): {exc}") from None
     space.check(base, config.max_epochs)
+    longest = space.longest_truncation(base, config.max_epochs)
+    if longest >= config.max_epochs:
+        raise InputError(f"space {space.name!r}: Phase 1 lasts {longest} epochs (truncation_epochs) of a "
+                         f"{config.max_epochs}-epoch run, so nothing after it is trained; set truncation_fraction "
+                         f"(a share of the run, e.g. 0.0333) or truncation_epochs < {config.max_epochs}")
+    _check_ms_ssim_sizes(space, config.patch_size, "--patch-size")
     searcher = config.searcher
     if searcher == "auto":
         searcher = "grid" if space.enumerable else "optuna"
@@ -102,12 +116,46 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     scheduler = config.scheduler
     if scheduler == "auto":
         scheduler = "fifo" if searcher == "grid" else "asha"
-    longest = space.longest_truncation(base, config.max_epochs)
     grace = min(config.max_epochs, max(config.grace_epochs, longest + 1 if longest else 0))
-    datasets = _datasets(config, verify_data)
     return Plan(config=config, space=space, base=base, lambdas=tuple(lambdas),
                 off=space.off_configuration(base, config.max_epochs), configurations=configurations,
-                searcher=searcher, scheduler=scheduler, grace=grace, datasets=datasets)
+                searcher=searcher, scheduler=scheduler, grace=grace, datasets=datasets, lambdas_from=lambdas_from)
+
+
+def _lambdas(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...], str]:
+    """--lambdas, else the space's own, else the preset's when on the space's metric scale,
+    else the space metric's default λs."""
+    low, high = LAMBDA_SCALE.get(space.metric, (0.0, float("inf")))
+    preset = config.preset_lambdas
+    if config.lambdas:
+        lambdas, source = config.lambdas, "--lambdas"
+    elif space.own_lambdas:
+        lambdas, source = space.lambdas, f"space {space.name}"
+    elif preset and all(low < v < high for v in preset):
+        lambdas, source = preset, f"preset {config.preset}"
+    else:
+        lambdas, source = space.lambdas, f"{space.metric} default"
+    return tuple(lambdas), source
+
+
+def check_bd_rate(plan: Plan) -> None:
+    """A search's verdict is a BD-rate vs off: refuse fewer than MIN_LAMBDAS points per curve
+    before training, unless the preset measures something else (``"bd_rate": False``, e.g.
+    steps-to-quality). Not part of :func:`make_plan`, so a dry run still prices any plan."""
+    if len(plan.lambdas) < MIN_LAMBDAS and PRESETS[plan.config.preset].get("bd_rate", True):
+        raise InputError(f"{len(plan.lambdas)} λ value(s) from {plan.lambdas_from} "
+                         f"({', '.join(f'{v:g}' for v in plan.lambdas)}): a BD-rate needs at least {MIN_LAMBDAS} "
+                         "points per curve")
+
+
+def _check_ms_ssim_sizes(space: SearchSpace, side: int, what: str) -> None:
+    if space.metric != "ms-ssim":
+        return
+    from trainable.loss import MS_SSIM_MIN_SIDE      # torch: only for MS-SSIM spaces
+
+    if side < MS_SSIM_MIN_SIDE:
+        raise InputError(f"space {space.name!r} trains for MS-SSIM, which needs images of at least "
+                         f"{MS_SSIM_MIN_SIDE} px per side; {what} is {side}")
 
 
 def _model(config: SearchConfig, space: SearchSpace) -> str:
@@ -118,11 +166,34 @@ def _model(config: SearchConfig, space: SearchSpace) -> str:
         or config.preset_model
 
 
-def _datasets(config: SearchConfig, verify: bool) -> dict[str, str | None]:
-    train = resolve_dataset(config.train_dataset, "train")
-    val = resolve_dataset(config.test_dataset, "val")
-    test = resolve_dataset(None, "test") if config.train_dataset is None and "test" in SPLITS else None
+def _datasets(config: SearchConfig, space: SearchSpace, verify: bool) -> dict[str, str | None]:
+    """Resolved folders. ``test`` (held out, analysis.evaluate's default) is the built-in test
+    split when training on the built-in train split, else None (a test set is given at
+    evaluation). The validation set must not be the built-in test split (by path, and by
+    file content when verifying)."""
+    train = resolve_dataset(config.train_dataset, "train").resolve()
+    builtin_train = _user_folder(config.train_dataset, "") is None
+    val = resolve_dataset(config.val_dataset, "val").resolve()
+    builtin_test = resolve_dataset(None, "test").resolve() if "test" in SPLITS else None
+    test = builtin_test if builtin_train else None
+    if builtin_test is not None and (val == builtin_test or (verify and _shares_a_file(val, builtin_test))):
+        raise InputError(f"--val-dataset {val} is (or shares an image with) the built-in test split {builtin_test}, "
+                         "which analysis.evaluate holds out; validate on another folder (default: the val split)")
     if verify:
-        for folder in (train, val):
-            verify_dataset(folder)
+        dataset_manifest(train)
+        val_sizes = dataset_manifest(val).sizes
+        if val_sizes:
+            _check_ms_ssim_sizes(space, min(min(size) for size in val_sizes), f"the smallest side in {val}")
     return {"train": str(train), "val": str(val), "test": str(test) if test else None}
+
+
+def _user_folder(given: str | None, resolved: str) -> str | None:
+    return None if given in (None, "", "sample") else resolved
+
+
+def _shares_a_file(a: Path, b: Path) -> bool:
+    """Some image file of ``a`` has the same bytes as one of ``b``."""
+    def digests(folder: Path) -> set[str]:
+        return {hashlib.sha256(path.read_bytes()).hexdigest() for path in list_images(folder)}
+
+    return not digests(a).isdisjoint(digests(b))

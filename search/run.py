@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--wandb-mode", choices=["offline", "online"])
     a("--wandb-project")
     a("--train-dataset", help="training image folder (default: built-in sample train split)")
-    a("--test-dataset", help="validation image folder (default: built-in sample val split)")
+    a("--val-dataset", help="validation image folder, on which configurations are chosen (default: built-in "
+                            "val split); the held-out test set is analysis.evaluate's")
+    a("--test-dataset", help="deprecated alias of --val-dataset (it always named the validation folder)")
     a("--init-weights", help="warm start: a state_dict file for every λ, a folder with one file per λ (its name "
                              "holds the λ), or a JSON mapping λ → file; 'none': from scratch "
                              "(default: the preset's; cpu-smoke ships an HPCM_Tiny warm start)")
@@ -82,7 +84,12 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if not args.space:
         raise InputError("--space is required (see --list-spaces)")
     values = {k: v for k, v in vars(args).items() if k not in ("space", "preset", "list_spaces", "resume", "wandb",
-                                                               *PLANNING)}
+                                                               "test_dataset", *PLANNING)}
+    if args.test_dataset is not None:
+        print("note: --test-dataset is deprecated, it names the validation folder: use --val-dataset", file=sys.stderr)
+        if args.val_dataset not in (None, args.test_dataset):
+            raise InputError("--test-dataset (deprecated) and --val-dataset name different folders; give --val-dataset")
+        values["val_dataset"] = args.test_dataset
     if args.trial_resources is not None and not isinstance(args.trial_resources, dict):
         raise InputError("--trial-resources must be a JSON object")
     return SearchConfig.create(args.space, args.preset, resume=args.resume, wandb=args.wandb, **values)

@@ -5,13 +5,18 @@ Ray neither saves ASHA's rung records with the experiment nor calls the schedule
 results with nothing and prunes less. This subclass writes its state (the rungs:
 trial id → metric per milestone) atomically after every decision and reloads it the
 first time the restored experiment adds a trial.
+
+The regularizers-off trials are never stopped: every verdict is a comparison with off,
+and one stopped off seed would leave configurations without their reference (it happens
+exactly when the regularizers help, i.e. off is the worse curve at a rung). Off still
+records its metric in each rung, so the others are judged against it as before.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 
 class PersistentASHA(ASHAScheduler):
@@ -40,7 +45,11 @@ class PersistentASHA(ASHAScheduler):
         super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result):
-        action = super().on_trial_result(tune_controller, trial, result)
+        action = super().on_trial_result(tune_controller, trial, result)   # records off in the rung too
+        if action == TrialScheduler.STOP and (trial.config or {}).get("is_off") \
+                and result.get(self._time_attr, 0) < self._max_t:
+            self._num_stopped -= 1
+            action = TrialScheduler.CONTINUE
         self._persist()
         return action
 

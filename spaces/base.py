@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from trainable.config import LAMBDA_SCALE, PHASE1_FIELDS, PHASE2_FIELDS, TrainConfig
 from trainable.errors import InputError
@@ -22,8 +22,35 @@ KINDS = ("choice", "uniform", "loguniform", "int")
 SIGNIFICANT_DIGITS = 3   # sampled floats are rounded to this, so near-equal samples are one configuration
 # Space keys that are not TrainConfig fields.
 ALIASES = {"model": "model_name", "truncation_fraction": "truncation_epochs"}
-# TrainConfig fields that only matter while their regularizer is on (the switch first).
 OFF_ID = "off"
+# Inert settings: rule(config, max_epochs) → TrainConfig fields that change nothing in that run.
+# They go back to the base's values (a regularizer's switch, listed first, to False), so
+# configurations that train identically share one id and are trained once.
+InertRule = Callable[[TrainConfig, int], tuple[str, ...]]
+INERT_RULES: list[InertRule] = []
+
+
+def inert_rule(rule: InertRule) -> InertRule:
+    INERT_RULES.append(rule)
+    return rule
+
+
+@inert_rule
+def _phase1_off(cfg: TrainConfig, max_epochs: int) -> tuple[str, ...]:
+    return () if cfg.phase1_on else PHASE1_FIELDS
+
+
+@inert_rule
+def _phase2_off(cfg: TrainConfig, max_epochs: int) -> tuple[str, ...]:
+    """Off, or starting at or after the run's last epoch (then it never runs: the run is off's)."""
+    return () if cfg.phase2_on and cfg.phase2_start < max_epochs else PHASE2_FIELDS
+
+
+@inert_rule
+def _joint_sign(cfg: TrainConfig, max_epochs: int) -> tuple[str, ...]:
+    """The joint aligner's d(A) = 2 − 2ρ(A) with ρ(−A) = −ρ(A): repel(A) = attract(−A) + const,
+    so the sign only flips the aligner's random start (see regularizers.inter_scale)."""
+    return ("phase2_sign",) if cfg.phase2_aligner == "joint" else ()
 
 
 def field_name(key: str) -> str:
@@ -109,6 +136,7 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     lambdas: tuple[float, ...] | None = None   # None: the official λs of the space's metric
     off: dict[str, Any] = field(default_factory=dict)  # values of the "off" configuration (optional)
+    own_lambdas: bool = field(init=False, default=False, compare=False)   # λs given, not the metric's default
 
     def __post_init__(self):
         known = set(TrainConfig.__dataclass_fields__) | set(ALIASES)
@@ -126,6 +154,7 @@ class SearchSpace:
             raise InputError(f"space {self.name!r}: searches metric over {', '.join(sorted(map(str, metrics)))}, "
                              "whose λ scales differ; make one space per metric")
         lambdas = self.lambdas
+        object.__setattr__(self, "own_lambdas", lambdas is not None)
         if lambdas is None:
             lambdas = MS_SSIM_LAMBDAS if metrics == {"ms-ssim"} else OFFICIAL_LAMBDAS
         if isinstance(lambdas, (int, float)) or not lambdas or any(
@@ -183,10 +212,11 @@ class SearchSpace:
         if force_off:
             train.update(spectral_reg=False, phase2_reg=False)
         cfg = _validated(self.name, replace(base, **train))
-        for on, fields in ((cfg.phase1_on, PHASE1_FIELDS), (cfg.phase2_on, PHASE2_FIELDS)):
-            if not on:   # inert: back to the base's values; the switch says "off"
-                train = {k: v for k, v in train.items() if k not in fields}
-                train[fields[0]] = False
+        for rule in INERT_RULES:
+            inert = rule(cfg, max_epochs)
+            train = {k: v for k, v in train.items() if k not in inert}
+            if inert and inert[0] in (PHASE1_FIELDS[0], PHASE2_FIELDS[0]):
+                train[inert[0]] = False       # a regularizer that never acts: its switch says "off"
         searched = {field_name(k) for k in self.searched}
         context = {field_name(k): v for k, v in self.train_values(self.off_values(), max_epochs).items()
                    if field_name(k) in searched and field_name(k) not in (*PHASE1_FIELDS, *PHASE2_FIELDS)}

@@ -89,7 +89,7 @@ def test_search_runs_its_trials_on_the_second_node_of_a_real_cluster(tmp_path):
         (worker,) = [n for n, r in nodes.items() if r == 2]
 
         r = subprocess.run([sys.executable, "-m", "search.run", "--space", "baseline", "--name", "cluster",
-                            "--preset", "cpu-smoke", "--lambdas", "0.0067", "0.025", "--max-epochs", "1",
+                            "--preset", "cpu-smoke", "--lambdas", "0.0035", "0.0067", "0.013", "0.025", "--max-epochs", "1",
                             "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "64", "--seeds", "2",
                             "--address", address, "--trial-resources", '{"worker_node": 1}',
                             "--storage-path", str(tmp_path)],

@@ -76,7 +76,7 @@ def test_dry_run_cost_matches_hand_arithmetic_and_never_imports_ray(tmp_path):
     assert "= 12 trials" in out.stdout and "1,000 steps each = 10 validations every 100 steps" in out.stdout
     cost = plan_cost(make_plan(SearchConfig.create(
         "phase2_delta", "gpu-short", lambdas=(0.0067, 0.025), seeds=seeds, model="HPCM_Tiny", batch_size=batch,
-        patch_size=patch, max_steps=steps, steps_per_epoch=spe, train_dataset=train, test_dataset=val)),
+        patch_size=patch, max_steps=steps, steps_per_epoch=spe, train_dataset=train, val_dataset=val)),
         step_seconds=step_s, gpus=8)
     assert cost.total_hours == pytest.approx(hours, rel=1e-9)
     # 8 GPUs, 1 per trial: 12 trials take two rounds of one trial (its 2 λ models one after another)
@@ -97,7 +97,7 @@ def test_checkpoint_size_is_weights_plus_two_adam_moments_per_lambda(tmp_path):
 def test_one_pass_epochs_count_the_training_images(tmp_path):
     train, val = _folders(tmp_path)
     cost = plan_cost(make_plan(SearchConfig.create("phase2_delta", "paper", model="HPCM_Tiny", batch_size=3,
-                                                   max_epochs=2, train_dataset=train, test_dataset=val)),
+                                                   max_epochs=2, train_dataset=train, val_dataset=val)),
                      step_seconds=1.0)
     assert cost.steps_per_epoch == TRAIN_IMAGES // 3 and cost.steps == 2 * (TRAIN_IMAGES // 3)
 

@@ -54,7 +54,8 @@ sys.exit(run_cli(main, sys.argv[1:]))
 @pytest.mark.slow
 @needs_no_cuda
 def test_a_trial_given_a_gpu_it_cannot_use_fails_with_the_cause_and_the_search_exits_1(tmp_path):
-    args = ["--space", "baseline", "--name", "gpu", "--preset", "cpu-smoke", "--lambdas", "0.0067",
+    args = ["--space", "baseline", "--name", "gpu", "--preset", "cpu-smoke", "--lambdas", "0.0035", "0.0067", "0.013",
+            "0.025",
             "--steps-per-epoch", "1", "--batch-size", "1", "--patch-size", "64", "--max-epochs", "1",
             "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--max-failures", "0", "--init-weights", "none",
             "--storage-path", str(tmp_path)]

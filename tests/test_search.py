@@ -3,6 +3,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from search.points import OffComparison
 from search.run import main
 from search.searchers import EnumeratedSearch, FidelityAwareOptunaSearch, n_startup_trials
 from trainable.cli import run_cli
+from trainable.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--preset", "cpu-smoke", "--lambdas", "0.0067", "0.025", "--steps-per-epoch", "2", "--batch-size", "2",
+LAMBDAS = ["0.0035", "0.0067", "0.013", "0.025"]    # a BD-rate needs 4 points
+TINY = ["--preset", "cpu-smoke", "--lambdas", *LAMBDAS, "--steps-per-epoch", "2", "--batch-size", "2",
         "--patch-size", "64", "--max-concurrent", "1", "--init-weights", "none"]
 # δ sampled from a range narrower than the rounding: every sample is the configuration δ = 0.1,
 # so Optuna keeps proposing configurations that were already trained. lr 1e-7 barely trains:
@@ -69,7 +72,9 @@ def _epochs(result_json: Path) -> list[int]:
     (["--space", "phase2_delta", "--seeds", "0"], "--seeds must be >= 1"),
     (["--space", "phase2_delta", "--scheduler", "hyperband"], "invalid choice"),
     (["--space", "phase2_delta", "--gpus-per-trial", "-1"], "gpus-per-trial"),
-    (["--space", "phase2_delta", "--lambdas", "0.01", "8.7"], "not on the mse scale"),
+    (["--space", "phase2_delta", "--lambdas", "0.0035", "0.0067", "0.01", "8.7"], "not on the mse scale"),
+    (["--space", "phase2_delta", "--lambdas", "0.0067", "0.025"], "a BD-rate needs at least 4 points per curve"),
+    (["--space", "phase2_delta_ms_ssim"], "needs images of at least 161 px per side; --patch-size is 128"),
     (["--space", "phase2_delta", "--model", "HPCM_Nope"], "unknown model 'HPCM_Nope'"),
     (["--space", "joint", "--searcher", "grid"], "--searcher grid needs a space of choices only"),
     ([], "--space is required"),
@@ -111,6 +116,119 @@ def test_config_and_plan_resolve_presets_model_and_phase1_aware_grace(tmp_path):
         plan_for(fixed, model="HPCM_Tiny")
 
 
+def test_a_whole_run_of_phase1_is_refused_and_a_space_with_3_lambdas_too(tmp_path, capsys):
+    no_length = tmp_path / "no_length.yaml"     # Phase 1 on, truncation_epochs left at its default of 100
+    no_length.write_text("searched: {tau_init: [0.05, 0.1]}\nfixed: {spectral_reg: true}\n")
+    three = tmp_path / "three.yaml"
+    three.write_text("searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: true}\nlambdas: [0.0035, 0.013, 0.025]\n")
+    for space, message in [(no_length, "Phase 1 lasts 100 epochs (truncation_epochs) of a 12-epoch run"),
+                           (three, "3 λ value(s) from space three (0.0035, 0.013, 0.025): a BD-rate needs at least")]:
+        code = _cli(["--space", str(space), "--storage-path", str(tmp_path / "runs")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+    fraction = tmp_path / "fraction.yaml"       # a share of the run is always shorter than the run
+    fraction.write_text("searched: {tau_init: [0.05, 0.1]}\nfixed: {spectral_reg: true, truncation_fraction: 0.99}\n")
+    assert plan_for(fraction).space.longest_truncation(plan_for(fraction).base, 12) == 11
+
+
+def test_a_preset_that_measures_no_bd_rate_may_have_fewer_than_4_lambdas(monkeypatch):
+    from search.plan import check_bd_rate
+    from search.presets import PRESETS
+
+    three = {**PRESETS["cpu-smoke"], "lambdas": (0.0015, 0.0045, 0.013)}
+    monkeypatch.setitem(PRESETS, "three", three)
+    with pytest.raises(InputError, match="3 λ value.s. from preset three .* a BD-rate needs at least 4"):
+        check_bd_rate(make_plan(SearchConfig.create("phase2_delta", "three"), verify_data=False))
+    monkeypatch.setitem(PRESETS, "three", {**three, "bd_rate": False})     # e.g. a steps-to-quality study
+    plan = make_plan(SearchConfig.create("phase2_delta", "three"), verify_data=False)
+    check_bd_rate(plan)
+    assert plan.lambdas == (0.0015, 0.0045, 0.013)
+
+
+def test_lambdas_come_from_the_flag_else_the_space_else_the_preset_on_the_space_scale(tmp_path):
+    from spaces import MS_SSIM_LAMBDAS, OFFICIAL_LAMBDAS
+    from search.presets import PRESETS
+
+    preset = tuple(PRESETS["cpu-smoke"]["lambdas"])
+    own = tmp_path / "own.yaml"
+    own.write_text("searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: true}\n"
+                   "lambdas: [0.0018, 0.0035, 0.0067, 0.013, 0.025]\n")
+    assert plan_for(own).lambdas == (0.0018, 0.0035, 0.0067, 0.013, 0.025) != preset   # the space's own win
+    assert plan_for("phase2_delta").lambdas == preset                                   # no own λs: the preset's
+    gpu = make_plan(SearchConfig.create("phase2_delta", "gpu-short"), verify_data=False)
+    assert gpu.lambdas == OFFICIAL_LAMBDAS and gpu.lambdas_from == "mse default"         # preset without λs
+    flag = (0.001, 0.002, 0.004, 0.008)
+    assert plan_for(own, lambdas=flag).lambdas == flag and plan_for(own, lambdas=flag).lambdas_from == "--lambdas"
+    # MS-SSIM space under cpu-smoke: the preset's MSE λs do not apply (and are not blamed)
+    ms = plan_for("phase2_delta_ms_ssim", patch_size=192)
+    assert ms.lambdas == MS_SSIM_LAMBDAS and ms.base.metric == "ms-ssim"
+    assert ms.record()["lambdas"] == list(MS_SSIM_LAMBDAS)
+
+
+def test_val_dataset_flag_the_deprecated_alias_and_the_recorded_datasets(tmp_path, capsys):
+    from search.run import build_parser, config_from_args
+    from trainable.data import sample_dataset_dir
+
+    val = tmp_path / "val"
+    shutil.copytree(sample_dataset_dir("val"), val)
+    config = config_from_args(build_parser().parse_args(["--space", "phase2_delta", "--test-dataset", str(val)]))
+    note = capsys.readouterr().err
+    assert config.val_dataset == str(val) and note.count("\n") == 1 and "deprecated" in note and "--val-dataset" in note
+    assert config_from_args(build_parser().parse_args(["--space", "phase2_delta", "--val-dataset", str(val)])) == config
+    assert capsys.readouterr().err == ""
+    plan = make_plan(config)
+    assert plan.base.test_dataset == str(val.resolve())          # the trainer validates on it
+    datasets = plan.record()["datasets"]
+    assert datasets == {"train": str(sample_dataset_dir("train").resolve()), "val": str(val.resolve()),
+                        "test": str(sample_dataset_dir("test").resolve())}
+    own_train = make_plan(SearchConfig.create("phase2_delta", "cpu-smoke", train_dataset=str(val)))
+    assert own_train.datasets["test"] is None                     # a test set is then given to analysis.evaluate
+
+
+def test_the_builtin_test_split_cannot_be_the_validation_set(tmp_path, capsys):
+    from trainable.data import sample_dataset_dir
+
+    test = sample_dataset_dir("test")
+    copy = tmp_path / "renamed"                                   # the same images under other names
+    copy.mkdir()
+    for i, path in enumerate(sorted(test.glob("*.png"))):
+        shutil.copy(path, copy / f"img{i}.png")
+    for folder in (test, copy):
+        code = _cli(["--space", "phase2_delta", "--val-dataset", str(folder), "--storage-path", str(tmp_path / "runs")])
+        err = capsys.readouterr().err
+        assert code == 2 and "built-in test split" in err and err.count("\n") == 1, err
+
+
+def test_resume_with_changed_settings_is_refused_and_keeps_experiment_json(tmp_path, capsys):
+    from search.experiment import EXPERIMENT_FILE
+
+    space = tmp_path / "two.yaml"
+    space.write_text("searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: true}\n")
+    storage = tmp_path / "runs"
+    first = plan_for(space, name="exp", storage_path=str(storage), max_epochs=3)
+    (storage / "exp").mkdir(parents=True)
+    stored = json.dumps(first.record(), indent=2)                 # as an earlier run left it
+    (storage / "exp" / EXPERIMENT_FILE).write_text(stored)
+    code = _cli(["--space", str(space), "--name", "exp", "--storage-path", str(storage), "--resume",
+                 "--max-epochs", "5", "--seeds", "2", "--lambdas", *LAMBDAS])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "max_epochs 3 -> 5" in err and "seeds 1 -> 2" in err and "lambdas" in err
+    assert (storage / "exp" / EXPERIMENT_FILE).read_text() == stored
+
+
+@pytest.mark.slow                                   # starts Ray (~15 s idle, over a minute on a busy machine)
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_trial_that_fits_no_node_is_refused_once_ray_is_up(tmp_path):
+    r = _search("--space", "baseline", "--name", "gpu", *TINY, "--max-epochs", "1", "--gpus-per-trial", "1",
+                storage=tmp_path, timeout=300)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no node of the Ray cluster can run a trial, which asks for GPU 1 (largest node: 0)")
+    assert not (tmp_path / "gpu" / "experiment.json").exists()   # nothing recorded: the same command can be rerun
+
+
 # ---------------------------------------------------------------------------- searchers, without Ray running
 
 def _finish(searcher, trial_id, rd_score, epoch):
@@ -124,7 +242,7 @@ def test_enumerated_search_gives_every_configuration_once_per_seed_off_first():
     while (params := searcher.suggest(f"t{len(handed)}")) != "FINISHED":
         handed.append((params["configuration"], params["seed"]))
     assert handed[:2] == [("off", 0), ("off", 1)]
-    assert len(handed) == 2 * 25 == len(set(handed))
+    assert len(handed) == 2 * 21 == len(set(handed))     # joint's sign is inert: 21 configurations
 
 
 def test_optuna_search_answers_seen_configurations_without_training_them(tmp_path):
@@ -184,6 +302,29 @@ def test_lambda_models_are_spread_over_the_trial_gpus_from_two_on():
     assert trial_devices(["3", "5"]) == ("cuda:0", "cuda:1")               # renumbered by CUDA_VISIBLE_DEVICES
 
 
+def test_asha_never_stops_off_and_still_judges_the_others_against_it(tmp_path):
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.schedulers import PersistentASHA
+
+    asha = PersistentASHA(tmp_path / "asha.pkl", time_attr="epoch", metric="rd_score", mode="min", max_t=4,
+                          grace_period=1, reduction_factor=2)
+    names, scores = ("a", "b", "off", "c", "d"), (1.0, 2.0, 3.0, 2.5, 2.1)
+    trials = {n: Trial("t", config={"configuration": n, "is_off": n == "off"}, stub=True) for n in names}
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+    decision = {n: asha.on_trial_result(None, trials[n], {"epoch": 1, "rd_score": s}) for n, s in zip(names, scores)}
+    # off arrives third and worst at the first rung: ASHA (median cutoff of a, b) would stop it
+    assert decision["off"] == TrialScheduler.CONTINUE
+    assert decision["b"] == decision["c"] == TrialScheduler.STOP
+    # off's 3.0 is in the rung: d (2.1) passes the median of {1, 2, 3, 2.5} = 2.25, not that of {1, 2, 2.5} = 2
+    assert trials["off"].trial_id in asha.rung_records()[-1] and decision["d"] == TrialScheduler.CONTINUE
+    later = asha.on_trial_result(None, trials["off"], {"epoch": 2, "rd_score": 9.0})   # worst at the next rung too
+    assert later == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, trials["a"], {"epoch": 2, "rd_score": 1.0}) == TrialScheduler.CONTINUE
+
+
 # ---------------------------------------------------------------------------- real Ray Tune runs
 
 @pytest.mark.slow
@@ -204,7 +345,7 @@ def test_optuna_asha_search_trains_whole_curves_skips_duplicates_and_flags_stopp
     # 3 distinct configurations however often Optuna proposed δ = 0.1: none trained twice
     assert sorted(table["configuration"]) == sorted({"off", "delta=0.1,learning_rate=0.003",
                                                      "delta=0.1,learning_rate=1e-07"})
-    for lmbda in (0.0067, 0.025):                                # every configuration has all K λ points
+    for lmbda in map(float, LAMBDAS):                            # every configuration has all K λ points
         assert table[f"lambda={lmbda}/val_bpp"].notna().all() and table[f"lambda={lmbda}/val_psnr"].notna().all()
     slow = table.set_index("configuration").loc["delta=0.1,learning_rate=1e-07"]
     assert slow["status"] == "STOPPED" and slow["stopped_epoch"] == slow["epochs_run"] == 1
@@ -212,7 +353,7 @@ def test_optuna_asha_search_trains_whole_curves_skips_duplicates_and_flags_stopp
     assert table.loc[table["is_off"], "bd_rate_vs_off"].tolist() == [0.0]
     assert (root / "points" / "seed=0" / "epoch=1" / "off.json").is_file()
     record = json.loads((root / "experiment.json").read_text())
-    assert record["lambdas"] == [0.0067, 0.025] and record["searcher"] == "optuna" and record["seeds"] == 1
+    assert record["lambdas"] == list(map(float, LAMBDAS)) and record["searcher"] == "optuna" and record["seeds"] == 1
     (state,) = root.glob("searcher-state-*.pkl")
     study = pickle.loads(state.read_bytes())["study"]
     assert "PRUNED" in {t.state.name for t in study.trials} and len(study.trials) > 3

@@ -38,7 +38,10 @@ def test_enumeration_removes_inert_combinations_and_puts_off_first():
     design = get_space("phase2_design")   # 3 aligners x 2 signs x 2 alignments x 2 latents x δ in {0, 0.1}
     confs = design.grid(BASE, 30)
     assert [c.id for c in confs if c.is_off] == ["off"] == [confs[0].id]
-    assert len(confs) == 1 + 24 and len({c.id for c in confs}) == len(confs)
+    # the joint aligner's sign is inert (repel(A) = attract(-A) + const): 2 x 2 x 2 x 2 + 2 x 2, not 3 x 2 x 2 x 2
+    assert len(confs) == 1 + 16 + 4 and len({c.id for c in confs}) == len(confs)
+    joint = [c for c in confs if c.overrides.get("phase2_aligner") == "joint"]
+    assert len(joint) == 4 and all("phase2_sign" not in c.overrides and "sign" not in c.id for c in joint)
     assert all(c.overrides["phase2_reg"] and c.overrides["delta"] == 0.1 for c in confs[1:])
     assert confs[0].overrides == {"spectral_reg": False, "phase2_reg": False}   # δ, sign, ... dropped
     assert len(grid_ids(get_space("ablation_delta"))) == 1 + 3 * 3
@@ -129,3 +132,13 @@ def test_space_files_and_invalid_spaces(tmp_path):
         get_space(str(tmp_path / "broken.yaml"))
     with pytest.raises(InputError, match="unknown space 'nope'"):
         get_space("nope")
+
+
+def test_a_phase2_that_starts_after_the_last_epoch_is_the_off_configuration():
+    space = SearchSpace("late", "", {"phase2_start_epoch": choice(0, 10, 30, 45), "delta": choice(0.0, 0.1)},
+                        fixed={"phase2_reg": True})
+    assert grid_ids(space) == ["off", "delta=0.1,phase2_start_epoch=0", "delta=0.1,phase2_start_epoch=10"]
+    late = space.configuration({"phase2_start_epoch": 30, "delta": 0.1}, BASE, 30)
+    assert late.is_off and late.overrides == {"spectral_reg": False, "phase2_reg": False}
+    # the same start inside a longer run is a real configuration
+    assert not space.configuration({"phase2_start_epoch": 30, "delta": 0.1}, BASE, 31).is_off
