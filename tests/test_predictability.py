@@ -109,3 +109,25 @@ def test_report_shows_each_configuration_against_off_with_interval_and_cka(tmp_p
     repel = next(line for line in text.splitlines() if line.startswith("| repel"))
     assert "0.600 (-0.300) [0.50, 0.65]" in repel and "0.300 (-0.150)" in repel
     assert "0.900 [0.80, 0.95]" in next(line for line in text.splitlines() if line.startswith("| off"))
+
+
+def test_one_image_is_split_into_halves_that_do_not_share_a_mean():
+    """With one image the folds are its halves; centring on the whole image tied them (1 x 2 grid:
+    y_2 = -y_1, so independent noise read R^2 = 1.0). Independent noise must read ~0."""
+    from trainable.regularizers.predictability import predictability_report
+
+    torch.manual_seed(0)
+    tiny = predictability_report([torch.randn(4, 1, 2)], [torch.randn(4, 2, 4)]).r2
+    assert not tiny > 0.5                     # nan (nothing left to predict) or small, never the old 1.0
+    reads = [predictability_report([torch.randn(8, 8, 8)], [torch.randn(8, 16, 16)]).r2 for _ in range(8)]
+    assert -0.15 < sum(reads) / len(reads) < 0.05
+
+
+def test_a_diverged_model_reads_nan_instead_of_stopping_the_run():
+    from trainable.regularizers.predictability import inter_scale_r2
+
+    good = (torch.randn(4, 4, 4), torch.randn(4, 8, 8))
+    bad = (torch.full((4, 4, 4), float("inf")), torch.randn(4, 8, 8))
+    out = inter_scale_r2([[good], [bad], [good]], ["s1_s2"])
+    assert set(out) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    assert all(math.isnan(v) for v in out.values())

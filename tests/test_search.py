@@ -242,7 +242,7 @@ def test_enumerated_search_gives_every_configuration_once_per_seed_off_first():
     while (params := searcher.suggest(f"t{len(handed)}")) != "FINISHED":
         handed.append((params["configuration"], params["seed"]))
     assert handed[:2] == [("off", 0), ("off", 1)]
-    assert len(handed) == 2 * 21 == len(set(handed))     # joint's sign is inert: 21 configurations
+    assert len(handed) == 2 * 29 == len(set(handed))     # joint's sign is inert: 29 configurations
 
 
 def test_optuna_search_answers_seen_configurations_without_training_them(tmp_path):

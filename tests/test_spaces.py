@@ -35,11 +35,11 @@ def test_import_spaces_does_not_import_torch():
 
 
 def test_enumeration_removes_inert_combinations_and_puts_off_first():
-    design = get_space("phase2_design")   # 3 aligners x 2 signs x 2 alignments x 2 latents x δ in {0, 0.1}
+    design = get_space("phase2_design")   # 4 aligners x 2 signs x 2 alignments x 2 latents x δ in {0, 0.1}
     confs = design.grid(BASE, 30)
     assert [c.id for c in confs if c.is_off] == ["off"] == [confs[0].id]
-    # the joint aligner's sign is inert (repel(A) = attract(-A) + const): 2 x 2 x 2 x 2 + 2 x 2, not 3 x 2 x 2 x 2
-    assert len(confs) == 1 + 16 + 4 and len({c.id for c in confs}) == len(confs)
+    # the joint aligner's sign is inert (repel(A) = attract(-A) + const): 3 x 2 x 2 x 2 + 2 x 2, not 4 x 2 x 2 x 2
+    assert len(confs) == 1 + 24 + 4 and len({c.id for c in confs}) == len(confs)
     joint = [c for c in confs if c.overrides.get("phase2_aligner") == "joint"]
     assert len(joint) == 4 and all("phase2_sign" not in c.overrides and "sign" not in c.id for c in joint)
     assert all(c.overrides["phase2_reg"] and c.overrides["delta"] == 0.1 for c in confs[1:])

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--phase2-reg", action="store_true", help="add the inter-scale similarity term")
     g.add_argument("--delta", type=float, default=d.delta, help="weight δ of the term (0: off)")
     g.add_argument("--phase2-aligner", default=d.phase2_aligner, choices=tuple(ALIGNERS),
-                   help="adversarial: the aligner minimises the distance, the encoder gets sign·δ·d; "
-                        "ridge: closed-form predictor per batch; joint: the seed's (degenerate under repel)")
+                   help="crossfit (default): a best linear predictor fitted afresh on every batch (blocked folds), "
+                        "D = 1 - held-out R²; adversarial: a moving-average predictor (stale: the encoder "
+                        "outruns it); ridge: closed-form per batch; joint: the seed's (degenerate under repel)")
     g.add_argument("--distance", default=d.distance, choices=tuple(DISTANCES), help="distance between scales")
     g.add_argument("--alignment", default=d.alignment, choices=ALIGNMENTS,
                    help="Haar sub-bands of the finer scale fed to the 1x1 aligner")

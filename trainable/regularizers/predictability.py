@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .inter_scale import dwt_features, pairs_fine
-from .ridge import Unit, centred_units, held_out_predictions
+from .ridge import Unit, blocked_units, centred_units, held_out_predictions
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def predictability_report(coarse: Sequence[torch.Tensor], fine: Sequence[torch.T
     sst = np.array([float(y.pow(2).sum()) for _, y in images])
     r2 = 1 - sse.sum() / sst.sum() if sst.sum() > 0 else math.nan
     low = high = math.nan
-    if len(images) >= 2 and sst.sum() > 0:
+    if len(coarse) >= 2 and sst.sum() > 0:    # an interval over images, not over the halves of one
         from scipy.stats import bootstrap
         ci = bootstrap((sse, sst), lambda a, b, axis=-1: 1 - a.sum(axis) / b.sum(axis), paired=True,
                        vectorized=True, method="percentile", n_resamples=999, random_state=seed).confidence_interval
@@ -67,7 +67,12 @@ def _images(coarse: Sequence[torch.Tensor], fine: Sequence[torch.Tensor]) -> lis
     for c, f in zip(coarse, fine):
         if c.dim() != 3 or f.dim() != 3 or f.shape[-2:] != (2 * c.shape[-2], 2 * c.shape[-1]):
             raise ValueError(f"coarse must be [C, h, w] and fine [C, 2h, 2w], got {tuple(c.shape)} and {tuple(f.shape)}")
-    return centred_units([dwt_features(f.unsqueeze(0), "subbands")[0] for f in fine], coarse)
+    units = centred_units([dwt_features(f.unsqueeze(0), "subbands")[0] for f in fine], coarse)
+    if len(units) >= 2:
+        return units
+    # one image: its two halves as two units, each centred on its own (the whole image's mean ties
+    # them together: on a 1 x 2 grid y_2 = -y_1, and independent noise read a held-out R^2 of 1.0)
+    return [(x - x.mean((0, 1)), y - y.mean((0, 1))) for x, y in (blocked_units(units)[0] or units)]
 
 
 def cross_image_cka(images: Sequence[Unit]) -> float:
@@ -109,6 +114,10 @@ def inter_scale_r2(images: Iterable[list[tuple[torch.Tensor, torch.Tensor]]], na
     and ``val_inter_scale_cka_<pair>``."""
     out = {}
     for name, pairs in zip(names, zip(*images)):
+        if not all(bool(torch.isfinite(t).all()) for pair in pairs for t in pair):
+            # a diverged model's latents: no predictability to measure (its loss reports the divergence)
+            out.update({f"val_inter_scale_{k}_{name}": math.nan for k in ("r2", "lo", "hi", "cka")})
+            continue
         report = predictability_report([c for c, _ in pairs], [f for _, f in pairs])
         out.update({f"val_inter_scale_r2_{name}": report.r2, f"val_inter_scale_lo_{name}": report.low,
                     f"val_inter_scale_hi_{name}": report.high, f"val_inter_scale_cka_{name}": report.cka})

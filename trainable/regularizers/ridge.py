@@ -121,7 +121,7 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
     """Each image's centred Y predicted by a ridge fitted on the other folds: [h, w, m] with the
     strength chosen by an inner cross-validation on those folds (``ridges`` None), else
     [G, h, w, m], one per relative strength in ``ridges``. float64, via one SVD per fit."""
-    units, join = _blocked(list(images))
+    units, join = blocked_units(list(images))
     if not units:          # one image of one position: the zero predictor
         y = images[0][1]
         return [torch.zeros_like(y) if ridges is None else y.new_zeros(len(ridges), *y.shape)]
@@ -136,7 +136,7 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
     return join(predictions)
 
 
-def _blocked(units: list[Unit]):
+def blocked_units(units: list[Unit]):
     """At least two folds' worth of units: a single image is split into two contiguous halves.
     Returns (units, a function mapping per-unit predictions back to per-image ones)."""
     if len(units) >= 2:
@@ -152,7 +152,7 @@ def _blocked(units: list[Unit]):
 
 def _inner_ridge(units: list[Unit]) -> float:
     """The relative ridge a from ``RIDGES`` with the lowest pooled held-out error on ``units``."""
-    units, _ = _blocked(units)
+    units, _ = blocked_units(units)
     k = min(len(units), MAX_FOLDS)
     ridges = torch.tensor(RIDGES, dtype=torch.float64)
     sse = torch.zeros(len(RIDGES), dtype=torch.float64)
