@@ -317,7 +317,9 @@ def stability(runs: dict, budget: Budget) -> dict:
 def inter_scale_r2(runs: dict, budget: Budget, n_boot: int = N_BOOT) -> dict:
     """Last-epoch predictability per configuration: the held-out R² (``val_inter_scale_r2_<pair>``)
     and the cross-image CKA (``val_inter_scale_cka_<pair>``), per pair (mean over λ and seeds) and
-    as the mean over pairs and λ per seed, with its interval over seeds."""
+    as the mean over pairs and λ per seed, with its interval over seeds. A pair whose coarse scale
+    codes nothing on the validation images has no value (NaN): means are over the defined values,
+    and ``defined`` says how many of the pair × λ × seed values that is."""
     result = {}
     for configuration, seeds in runs.items():
         last = {seed: run["history"][-1] for seed, run in seeds.items()}
@@ -325,15 +327,20 @@ def inter_scale_r2(runs: dict, budget: Budget, n_boot: int = N_BOOT) -> dict:
                         if "/val_inter_scale_r2_" in key})
         entry: dict = {"pairs": pairs}
         for measure in ("r2", "cka"):
-            def value(m: dict, pair: str, lmbda: float) -> float:
-                return float(m.get(f"lambda={lmbda:g}/val_inter_scale_{measure}_{pair}", math.nan))
+            def values(ms: list[dict], ps: list[str]) -> np.ndarray:
+                return np.array([float(m.get(f"lambda={lmbda:g}/val_inter_scale_{measure}_{pair}", math.nan))
+                                 for m in ms for pair in ps for lmbda in budget.lambdas])
 
-            per_pair = {pair: float(np.mean([value(m, pair, lmbda) for m in last.values() for lmbda in budget.lambdas]))
-                        for pair in pairs}
-            per_seed = {seed: float(np.mean([value(m, pair, lmbda) for pair in pairs for lmbda in budget.lambdas]))
-                        for seed, m in last.items()} if pairs else {}
-            point, low, high = mean_interval(list(per_seed.values()), n_boot) if per_seed else (math.nan,) * 3
-            entry[measure] = {"per_pair": per_pair, "per_seed": per_seed, "mean": point, "ci": [low, high]}
+            def mean(v: np.ndarray) -> float:
+                return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
+
+            every = values(list(last.values()), pairs)
+            per_pair = {pair: mean(values(list(last.values()), [pair])) for pair in pairs}
+            per_seed = {seed: mean(values([m], pairs)) for seed, m in last.items()}
+            defined = [v for v in per_seed.values() if math.isfinite(v)]
+            point, low, high = mean_interval(defined, n_boot) if defined else (math.nan,) * 3
+            entry[measure] = {"per_pair": per_pair, "per_seed": per_seed, "mean": point, "ci": [low, high],
+                              "defined": int(np.isfinite(every).sum()), "of": int(every.size)}
         result[configuration] = entry
     return result
 
@@ -421,7 +428,8 @@ def table(results: dict) -> str:
     def predictability(r: dict, configuration: str, measure: str) -> str:
         entry = r["inter_scale_r2"][configuration][measure]
         low, high = entry["ci"]
-        return f"{entry['mean']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) else "")
+        return (f"{entry['mean']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) else "")
+                + ("" if entry["defined"] == entry["of"] else f" ({entry['defined']} of {entry['of']} defined)"))
 
     def drop(r: dict, configuration: str) -> str:
         s = r["stability"][configuration]
