@@ -198,7 +198,10 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 def code_test_set(runs: dict, budget: Budget, log: Callable[[str], None] = print):
-    """Real-bitstream points on the test split for every final model: analysis.evaluate's columns + model."""
+    """Real-bitstream points on the test split for every final model: analysis.evaluate's columns + model.
+
+    Each curve's points are kept in its ``test_points.csv`` and reused while they are newer than the
+    curve's ``history.json`` and cover the same images and λs (a rerun only codes what changed)."""
     import pandas as pd
     import torch
 
@@ -208,17 +211,27 @@ def code_test_set(runs: dict, budget: Budget, log: Callable[[str], None] = print
     manifest = dataset_manifest(resolve_dataset(budget.test_dataset, "test"))
     images = [(path, path.relative_to(manifest.root).as_posix(), size)
               for path, size in zip(manifest.files, manifest.sizes)]
-    rows = []
+    names = sorted(name for _, name, _ in images)
+    frames = []
     for model, configurations in runs.items():
         for configuration, seeds in configurations.items():
             for seed, run in seeds.items():
+                cache = Path(run["dir"]) / "test_points.csv"
+                if cache.is_file() and cache.stat().st_mtime > (Path(run["dir"]) / "history.json").stat().st_mtime:
+                    cached = pd.read_csv(cache)
+                    if (sorted(set(cached["image"])) == names
+                            and sorted(set(cached["lmbda"])) == sorted(float(v) for v in budget.lambdas)):
+                        frames.append(cached)
+                        continue
                 trial = {"trial_id": f"{model}/{configuration}/seed{seed}", "trial_dir": str(run["dir"]),
                          "configuration": configuration, "is_off": configuration == OFF, "seed": seed,
                          "config/model_name": model}
-                for lmbda in budget.lambdas:
-                    rows += [{"model": model, **row} for row in code_images(trial, lmbda, images, torch.device(budget.device))]
-            log(f"coded the test set ({len(images)} images) with {model} {configuration}")
-    return pd.DataFrame(rows), [name for _, name, _ in images]
+                rows = [{"model": model, **row} for lmbda in budget.lambdas
+                        for row in code_images(trial, lmbda, images, torch.device(budget.device))]
+                pd.DataFrame(rows).to_csv(cache, index=False)
+                frames.append(pd.read_csv(cache))
+                log(f"coded the test set ({len(images)} images) with {model} {configuration} seed {seed}")
+    return pd.concat(frames, ignore_index=True), [name for _, name, _ in images]
 
 
 # ----------------------------------------------------------------------------- measures
