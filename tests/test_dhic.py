@@ -75,6 +75,60 @@ def test_gradients_reach_every_scale():
             assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, (i, part)
 
 
+def _capture_priors(model):
+    """Forward hooks recording every level's prior output (scales, means) and posterior y."""
+    seen = {"prior": [], "posterior": []}
+    hooks = [getattr(level, part).register_forward_hook(lambda m, i, o, part=part: seen[part].append(o))
+             for level in model.levels for part in ("prior", "posterior")]
+    return seen, hooks
+
+
+def test_residuals_are_the_coded_symbols_round_y_minus_mu(fitted):
+    """scale_residuals = round(y - mu) (what the coder codes), scale_latents = that + mu; mu and y
+    read independently from the prior / posterior modules."""
+    seen, hooks = _capture_priors(fitted)
+    with torch.no_grad():
+        out = fitted(image(128, 192, seed=3), return_scale_latents=True)
+    for h in hooks:
+        h.remove()
+    for i, (res, lat) in enumerate(zip(out["scale_residuals"], out["scale_latents"])):
+        mu = seen["prior"][i].float().chunk(2, 1)[1]
+        y = seen["posterior"][i].float()
+        assert torch.allclose(res, torch.round(y - mu), atol=1e-5), i
+        assert torch.allclose(lat - res, mu, atol=1e-5), i
+        assert mu.abs().mean() > 0.01, "mu must be non-trivial, or the choice would not matter"
+    assert sum(int(r.abs().sum() > 0) for r in out["scale_residuals"]) >= 2, "a fitted model codes symbols"
+
+
+def test_residual_gradient_is_plus_one_to_y_and_minus_one_to_mu():
+    """Straight-through: Phase 2 on the residual pushes the encoder's y and the prior's mu oppositely."""
+    torch.manual_seed(0)
+    model = create_model("DHIC_Tiny").train()
+    seen, hooks = _capture_priors(model)
+    out = model(image(128, 128), return_scale_latents=True)
+    for h in hooks:
+        h.remove()
+    prior, y = seen["prior"][2], seen["posterior"][2]
+    g_prior, g_y = torch.autograd.grad(out["scale_residuals"][2].sum(), (prior, y), retain_graph=True)
+    c = prior.shape[1] // 2
+    assert torch.all(g_y == 1) and torch.all(g_prior[:, c:] == -1) and torch.all(g_prior[:, :c] == 0)
+
+
+def test_phase2_compares_residuals_under_new_and_decoded_latents_under_full():
+    from trainable.models.interface import carried_latents
+
+    model = create_model("DHIC_Tiny").eval()
+    with torch.no_grad():
+        out = model(image(128, 128), return_scale_latents=True)
+    assert carried_latents(out, "new") == (out["scale_residuals"], None)
+    assert carried_latents(out, "full") == (out["scale_latents"], None)
+    hpcm = create_model("HPCM_Tiny").eval()
+    with torch.no_grad():
+        out = hpcm(image(64, 64), return_scale_latents=True)
+    latents, masks = carried_latents(out, "new")             # nested scales: latents with their new positions
+    assert latents == out["scale_latents"] and masks is out["scale_new_masks"]
+
+
 @pytest.mark.parametrize("h,w", [(70, 90), (130, 97), (64, 64)])
 def test_decode_equals_eval_forward(fitted, h, w):
     x = image(h, w, seed=2)
@@ -121,18 +175,28 @@ def test_codec_cli_round_trip(tmp_path, fitted):
     assert (load_image(out) - expected).abs().max().item() <= 1 / 255 + 1e-6
 
 
-def test_both_regularizers_act_on_dhic(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scale_latents", ["new", "full"])
+def test_both_regularizers_act_on_dhic(tmp_path, monkeypatch, fitted, scale_latents):
+    """``full`` (decoded latents, mu included) acts from the first step. ``new`` (the coded residuals)
+    only where a scale codes symbols: an untrained DHIC codes none (every residual rounds to 0), so
+    it starts from the fitted weights (whose coarse scales may still code nothing: distance 0)."""
     from trainable.config import TrainConfig
     from trainable.trainer import train
 
     monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
-    config = TrainConfig(model_name="DHIC_Tiny", epochs=2, batch_size=2, patch_size=64, steps_per_epoch=2,
-                         num_workers=0, learning_rate=1e-3, spectral_reg=True, truncation_epochs=1,
-                         phase2_reg=True, phase2_start_epoch=0, save_path=str(tmp_path / "run"), real_bpp=False)
+    save_atomic(fitted.state_dict(), tmp_path / "init.pth")
+    config = TrainConfig(model_name="DHIC_Tiny", epochs=2, batch_size=2, patch_size=128, steps_per_epoch=2,
+                         num_workers=0, learning_rate=1e-4, spectral_reg=True, truncation_epochs=1,
+                         phase2_reg=True, phase2_start_epoch=0, save_path=str(tmp_path / "run"), real_bpp=False,
+                         scale_latents=scale_latents,
+                         init_weights=str(tmp_path / "init.pth") if scale_latents == "new" else None)
     rows = []
     train(config, lambda m, d: rows.append(m))
     assert [m["phase"] for m in rows] == ["phase1_intra", "baseline"]
     pairs = ("s1_s2", "s2_s3", "s3_s4")                   # 3 adjacent pairs, channels 32/24/16/8 aligned
     for m in rows:
-        assert m["inter_scale_reg"] != 0 and all(m[f"inter_scale_{p}"] > 0 for p in pairs)
-        assert all(v == v for v in m.values() if isinstance(v, float))
+        distances = [m[f"inter_scale_{p}"] for p in pairs]
+        assert m["inter_scale_reg"] < 0                   # repel: minus delta times the distances
+        assert max(distances) > 0 and min(distances) >= 0, distances
+        # training metrics finite (the validation measure is NaN for a scale that codes nothing)
+        assert all(v == v for k, v in m.items() if isinstance(v, float) and not k.startswith("val_inter_scale"))

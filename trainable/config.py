@@ -59,7 +59,7 @@ class TrainConfig:
     distance: str = "l2"
     alignment: str = "subbands"
     phase2_sign: str = "repel"
-    scale_latents: str = "new"
+    scale_latents: str = "new"           # "new": what each scale adds (HPCM: new positions, DHIC: round(y - mu)); "full": decoded latents
     phase2_start_epoch: int | None = None  # None: end of Phase 1 when it is on, else 0
     # bookkeeping
     save_path: str = "runs/train"

@@ -36,6 +36,7 @@ from .errors import CheckpointError, TrainingError
 from .loss import RateDistortionLoss, ms_ssim_db
 from .lr_schedule import lr_factor
 from .models import create_model
+from .models.interface import carried_latents
 from .models.ops import full_precision
 from .regularizers import FrequencyTruncation, InterScaleRegularizer, TauSchedule, inter_scale_r2, pair_rows
 from .regularizers.inter_scale import pair_names
@@ -201,8 +202,9 @@ def train_step(run: Run, x: torch.Tensor, phase2: bool) -> tuple[dict[str, torch
     rd = run.criterion(out, x)
     loss, extra = rd["loss"], {}
     if phase2:
+        latents, masks = carried_latents(out, run.config.scale_latents)
         with full_precision(x.device):
-            reg, pairs = run.phase2([t.float() for t in out["scale_latents"]], out.get("scale_new_masks"))
+            reg, pairs = run.phase2([t.float() for t in latents], masks)
         loss = loss + reg
         extra = {"inter_scale_reg": reg, **{f"inter_scale_{name}": d for name, d in pairs.items()}}
     run.global_step += 1
@@ -305,7 +307,7 @@ def evaluate(model: nn.Module, images: list[torch.Tensor], criterion: RateDistor
             sums[key] += value.item()
         m = model.coding_multiple
         covered = tuple(n / (math.ceil(n / m) * m) for n in x.shape[-2:])
-        rows.append(pair_rows(out["scale_latents"], out.get("scale_new_masks"), covered))
+        rows.append(pair_rows(*carried_latents(out, "new"), covered))
     metrics = {f"val_{k}": v / len(images) for k, v in sums.items()}
     if "val_ms_ssim" in metrics:
         metrics["val_ms_ssim_db"] = ms_ssim_db(metrics["val_ms_ssim"])

@@ -19,8 +19,11 @@ Data flow (scale 1 is the coarsest; ``e_i`` are bottom-up encoder features)::
         s_i = merge_i(c_i, y^_i)
     x^ = g_s(s_4)
 
-``scale_latents`` are y^_1..y^_4 (straight-through rounding in training, so gradients
-reach every scale); ``compress`` writes 5 payloads (z, y1..y4) with compressai's
+``scale_latents`` are y^_1..y^_4 and ``scale_residuals`` the symbols each scale codes,
+round(y_i - mu_i) (straight-through rounding in training, so gradients reach every scale): the
+residual is what the encoder chose to carry at that scale, y^_i adds the prior network's mean,
+which the coarser scales already determine; ``--scale-latents new`` (the default) regularises
+and measures the residuals, ``full`` the decoded y^_i; ``compress`` writes 5 payloads (z, y1..y4) with compressai's
 EntropyBottleneck / GaussianConditional rANS coders, and ``decompress`` runs the same
 top-down loop, so its output equals the eval forward.
 """
@@ -199,17 +202,19 @@ class DHIC(nn.Module):
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
     def _top_down(self, z_hat: torch.Tensor, top_size: tuple[int, int], code: ScaleCoder):
-        """Decode scales coarse -> fine; ``code`` supplies each scale's y^ given its entropy parameters."""
+        """Decode scales coarse -> fine; ``code`` supplies each scale's y^ given its entropy parameters.
+        Returns the last state, every y^ and every prior mean."""
         context = self.h_s(self._fmt(z_hat))[..., : top_size[0], : top_size[1]]
-        latents, state = [], None
+        latents, means_all, state = [], [], None
         for i, level in enumerate(self.levels):
             if level.up is not None:
                 context = level.up(state)
             scales, means = level.prior(context).float().chunk(2, 1)
             y_hat = code(i, context, scales, means)
             latents.append(y_hat)
+            means_all.append(means)
             state = level.merge(torch.cat((context, self._fmt(y_hat).to(context.dtype)), 1))
-        return state, latents
+        return state, latents, means_all
 
     def _posterior(self, i: int, features: list[torch.Tensor], context: torch.Tensor) -> torch.Tensor:
         return self.levels[i].posterior(torch.cat((features[i], context), 1)).float()
@@ -219,7 +224,8 @@ class DHIC(nn.Module):
         """Noisy-likelihood + straight-through (training) or rounded (eval) pass.
 
         Any image size: padded to ``coding_multiple`` and x_hat cropped back. Likelihoods
-        ``z`` and ``y1``..``yN`` (coarse to fine).
+        ``z`` and ``y1``..``yN`` (coarse to fine); with ``return_scale_latents`` also the decoded
+        ``scale_latents`` y^_i and the coded ``scale_residuals`` y^_i - mu_i = round(y_i - mu_i).
         """
         size = x.shape[-2:]
         features = self._analysis(self._prepare(x))
@@ -237,10 +243,11 @@ class DHIC(nn.Module):
                 _, likelihoods[f"y{i + 1}"] = self.gaussian_conditional(y, scales, means)
             return quantize(y - means) + means
 
-        state, latents = self._top_down(z_hat, features[0].shape[-2:], code)
+        state, latents, means = self._top_down(z_hat, features[0].shape[-2:], code)
         out = {"x_hat": crop_to(self.g_s(state), size), "likelihoods": likelihoods}
         if return_scale_latents:
             out["scale_latents"] = latents
+            out["scale_residuals"] = [y_hat - mu for y_hat, mu in zip(latents, means)]
         return out
 
     # ------------------------------------------------------------------ real bitstreams
@@ -295,7 +302,7 @@ class DHIC(nn.Module):
         def code(i, context, scales, means):
             return conditional.decompress([strings[i + 1]], conditional.build_indexes(scales), means=means)
 
-        state, _ = self._top_down(z_hat.to(self.stem[0].weight.device), top, code)
+        state, _, _ = self._top_down(z_hat.to(self.stem[0].weight.device), top, code)
         return {"x_hat": crop_to(self.g_s(state).clamp_(0, 1), shape)}
 
 

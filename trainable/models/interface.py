@@ -37,7 +37,9 @@ class CompressionModel(Protocol):
         also ``"scale_latents"``: decoded latents coarse to fine, each [B, C_i, H_i, W_i] with
         H_{i+1} = 2 H_i (straight-through gradients in training), and optionally
         ``"scale_new_masks"``: per scale, broadcastable, 1 where a position is first coded
-        at that scale (absent: every position is new)."""
+        at that scale (absent: every position is new), and optionally ``"scale_residuals"``:
+        per scale, what the scale codes beyond its prior's prediction (DHIC: round(y - mu)),
+        shaped like ``scale_latents``. See :func:`carried_latents`."""
 
     def update(self) -> Any:
         """Build the entropy coder's tables; needed before ``compress``/``decompress``."""
@@ -47,6 +49,18 @@ class CompressionModel(Protocol):
 
     def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict[str, Any]:
         """What ``compress`` wrote -> ``{"x_hat": [1,3,H,W] in [0, 1]}``, equal to the eval forward."""
+
+
+def carried_latents(out: dict[str, Any], scale_latents: str) -> tuple[list, list | None]:
+    """(latents, new-position masks) that Phase 2 and the predictability measure compare.
+
+    ``"new"``: what each scale carries that coarser ones did not decide: the residuals w.r.t.
+    the prior's mean when the model gives them (DHIC), else the latents with their
+    new-position masks (HPCM's nested scales). ``"full"``: the decoded latents as they are.
+    """
+    if scale_latents == "new" and "scale_residuals" in out:
+        return list(out["scale_residuals"]), None
+    return list(out["scale_latents"]), out.get("scale_new_masks")
 
 
 def check_model(model: Any) -> None:
