@@ -337,9 +337,12 @@ def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     assert "| `delta=0.3` | 0 | 1 |" in text   # stopped by ASHA at epoch 1, listed apart
     # what Phase 2 changed: the R² of every eligible configuration at its last epoch, next to off's
     section = text.split("## What Phase 2 changed: inter-scale R²")[1].split("\n## ")[0]
-    assert "| configuration | s1_s2 | s2_s3 |" in section
-    assert re.search(r"\| delta=0\.1 \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \| -?\d\.\d{3} \([+-]\d\.\d{3}\) \|", section)
-    assert re.search(r"\| off \| -?\d\.\d{3} \| -?\d\.\d{3} \|", section) and "delta=0.3" not in section
+    assert "| configuration | R² s1_s2 | CKA s1_s2 | R² s2_s3 | CKA s2_s3 |" in section
+    r2, cka = r"-?\d\.\d{3} \([+-]\d\.\d{3}\) \[-?\d\.\d{2}, -?\d\.\d{2}\]", r"-?\d\.\d{3} \([+-]\d\.\d{3}\)"
+    assert re.search(rf"\| delta=0\.1 \| {r2} \| {cka} \| {r2} \| {cka} \|", section), section
+    off_r2, off_cka = r"-?\d\.\d{3} \[-?\d\.\d{2}, -?\d\.\d{2}\]", r"-?\d\.\d{3}"
+    assert re.search(rf"\| off \| {off_r2} \| {off_cka} \| {off_r2} \| {off_cka} \|", section), section
+    assert "delta=0.3" not in section
     # an evaluation without the held-out record (made before the check existed) is not called held out
     record = exp / "evaluation" / "evaluation.json"
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "held_out"}))

@@ -180,8 +180,6 @@ def test_stability_reports_the_largest_epoch_to_epoch_psnr_drop():
 
 
 def test_finished_curves_are_skipped_and_an_interrupted_one_resumes_to_the_same_result(tmp_path, monkeypatch):
-    from trainable.trainer import Run
-
     monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
     train = _folder(tmp_path / "train", [(80, 80), (72, 96)], 0)
     val = _folder(tmp_path / "val", [(128, 128)], 10)
@@ -194,29 +192,31 @@ def test_finished_curves_are_skipped_and_an_interrupted_one_resumes_to_the_same_
     reference = pc.train_one(config(tmp_path / "a"), (0.018,), tmp_path / "a", lambda _: None)
     assert reference["done"] and [m["epoch"] for m in reference["history"]] == [1, 2]
 
-    original = Run.run_epoch
+    import trainable.curve as curve
 
-    def killed_in_epoch_2(self, data):
-        if self.epoch == 1:
+    original = curve.train_together
+
+    def killed_in_epoch_2(runs, data, batches):
+        if runs[0].epoch == 1:
             raise KeyboardInterrupt
-        return original(self, data)
+        return original(runs, data, batches)
 
-    monkeypatch.setattr(Run, "run_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(curve, "train_together", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         pc.train_one(config(tmp_path / "b"), (0.018,), tmp_path / "b", lambda _: None)
     partial = json.loads((tmp_path / "b" / "history.json").read_text())
     assert not partial["done"] and len(partial["history"]) == 1
-    monkeypatch.setattr(Run, "run_epoch", original)
+    monkeypatch.setattr(curve, "train_together", original)
     logs: list[str] = []
     resumed = pc.train_one(config(tmp_path / "b"), (0.018,), tmp_path / "b", logs.append)
     assert logs[0].startswith("resuming") and "after epoch 1" in logs[0]
     assert [m["lambda=0.018/val_loss"] for m in resumed["history"]] == \
         [m["lambda=0.018/val_loss"] for m in reference["history"]]
 
-    def no_training(self, data):
+    def no_training(runs, data, batches):
         raise AssertionError("a finished curve was trained again")
 
-    monkeypatch.setattr(Run, "run_epoch", no_training)
+    monkeypatch.setattr(curve, "train_together", no_training)
     logs.clear()
     again = pc.train_one(config(tmp_path / "b"), (0.018,), tmp_path / "b", logs.append)
     assert again == resumed and logs == []
