@@ -237,14 +237,11 @@ def code_test_set(runs: dict, budget: Budget, log: Callable[[str], None] = print
 # ----------------------------------------------------------------------------- measures
 
 def reach_epoch(losses: list[float], target: float) -> float:
-    """First (linearly interpolated) epoch at which ``losses`` (epochs 1, 2, …) is <= ``target``; NaN if never."""
-    for e, value in enumerate(losses, start=1):
-        if math.isfinite(value) and value <= target:
-            if e == 1:
-                return 1.0
-            before = losses[e - 2]
-            return e - 1 + (before - target) / (before - value) if before != value else float(e)
-    return math.nan
+    """First (linearly interpolated) epoch at which ``losses`` (epochs 1, 2, …) is <= ``target``; NaN if never
+    (``analysis.convergence``'s steps-to-quality rule, counted in epochs)."""
+    from analysis.convergence import steps_to_quality
+
+    return steps_to_quality(range(1, len(losses) + 1), losses, target).step
 
 
 def _series(history: list[dict], lmbda: float, metric: str) -> list[float]:
@@ -256,15 +253,11 @@ def _series(history: list[dict], lmbda: float, metric: str) -> list[float]:
 def seed_bootstrap(values: np.ndarray, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> tuple[float, float, float]:
     """Geometric mean of positive ``values`` [seed, λ] and its percentile interval over resampled
     seeds (every seed has every λ, so the mean log is the mean of the per-seed mean logs)."""
-    from scipy.stats import bootstrap
-
     per_seed = np.log(values).mean(axis=1)
-    point = float(np.exp(per_seed.mean()))
     if len(per_seed) < 2:
+        point = float(np.exp(per_seed.mean()))
         return point, point, point
-    ci = bootstrap((per_seed,), np.mean, method="percentile", n_resamples=n_boot, confidence_level=CONFIDENCE,
-                   random_state=rng_seed).confidence_interval
-    return point, float(np.exp(ci.low)), float(np.exp(ci.high))
+    return tuple(float(np.exp(v)) for v in mean_interval(list(per_seed), n_boot, rng_seed))
 
 
 def convergence(runs: dict, budget: Budget, configuration: str) -> dict:
