@@ -5,14 +5,13 @@ Everything a user can get wrong fails here, as one :class:`InputError` line.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from spaces import Configuration, SearchSpace, get_space
 from trainable.config import LAMBDA_SCALE, TrainConfig
-from trainable.data import SPLITS, dataset_manifest, list_images, resolve_dataset
+from trainable.data import SPLITS, dataset_manifest, resolve_dataset
 from trainable.errors import InputError
 
 from .config import SearchConfig
@@ -176,7 +175,7 @@ def _datasets(config: SearchConfig, space: SearchSpace, verify: bool) -> dict[st
     val = resolve_dataset(config.val_dataset, "val").resolve()
     builtin_test = resolve_dataset(None, "test").resolve() if "test" in SPLITS else None
     test = builtin_test if builtin_train else None
-    if builtin_test is not None and (val == builtin_test or (verify and _shares_a_file(val, builtin_test))):
+    if builtin_test is not None and (val == builtin_test or (verify and _shares_an_image(val, builtin_test))):
         raise InputError(f"--val-dataset {val} is (or shares an image with) the built-in test split {builtin_test}, "
                          "which analysis.evaluate holds out; validate on another folder (default: the val split)")
     if verify:
@@ -191,9 +190,6 @@ def _user_folder(given: str | None, resolved: str) -> str | None:
     return None if given in (None, "", "sample") else resolved
 
 
-def _shares_a_file(a: Path, b: Path) -> bool:
-    """Some image file of ``a`` has the same bytes as one of ``b``."""
-    def digests(folder: Path) -> set[str]:
-        return {hashlib.sha256(path.read_bytes()).hexdigest() for path in list_images(folder)}
-
-    return not digests(a).isdisjoint(digests(b))
+def _shares_an_image(a: Path, b: Path) -> bool:
+    """Some image of ``a`` has the same pixels as one of ``b`` (the manifests' digests, as analysis.evaluate's check)."""
+    return not set(dataset_manifest(a).digests).isdisjoint(dataset_manifest(b).digests)
