@@ -8,7 +8,7 @@ from typing import Any
 from trainable.errors import InputError
 from trainable.warm_start import check_spec
 
-from .presets import PRESETS, default_preset
+from .presets import PRESET_ONLY, PRESETS, default_preset
 
 SCHEDULERS = ("auto", "fifo", "asha")    # auto: FIFO for enumerated spaces, ASHA for Optuna ones
 SEARCHERS = ("auto", "grid", "optuna", "random")   # auto: grid if the space is only choices, else optuna
@@ -69,6 +69,9 @@ class SearchConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown search settings: {', '.join(unknown)}")
+        misspelt = sorted(set(PRESETS[preset]) - known - PRESET_ONLY)
+        if misspelt:      # a preset key nothing reads would silently leave its budget at the default
+            raise InputError(f"preset {preset!r} sets unknown settings: {', '.join(misspelt)}")
         # the preset's model and λs rank below the space's (preset_model, preset_lambdas)
         values = {k: v for k, v in PRESETS[preset].items() if k in known and k not in ("model", "lambdas")}
         values.update({k: v for k, v in overrides.items() if v is not None})

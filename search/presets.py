@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from trainable.pretrained import warm_start_path
 
+# Keys a preset may set that are not SearchConfig fields: the model it is meant for (ranks below a
+# space's), whether it measures a BD-rate (check_bd_rate) and whether its trials fine-tune (search.run).
+PRESET_ONLY = frozenset({"model", "bd_rate", "fine_tunes"})
+
 PRESETS: dict[str, dict] = {
     # The `make demo` path: 2 CPU cores, under 15 minutes (README: measured). Every λ model starts from the
     # shipped HPCM_Tiny warm start (λ 0.013, 2400 steps: trainable.pretrained) and is fine-tuned 192 steps

@@ -146,6 +146,17 @@ def test_a_preset_that_measures_no_bd_rate_may_have_fewer_than_4_lambdas(monkeyp
     assert plan.lambdas == (0.0015, 0.0045, 0.013)
 
 
+def test_a_preset_key_nothing_reads_is_refused_not_ignored(monkeypatch):
+    from search.presets import PRESETS
+
+    monkeypatch.setitem(PRESETS, "typo", {**PRESETS["cpu-smoke"], "max_epoch": 50})   # max_epochs misspelt
+    with pytest.raises(InputError, match="preset 'typo' sets unknown settings: max_epoch"):
+        SearchConfig.create("phase2_delta", "typo")
+    for name in PRESETS:            # every shipped preset passes
+        if name != "typo":
+            SearchConfig.create("phase2_delta", name, init_weights="none")
+
+
 def test_lambdas_come_from_the_flag_else_the_space_else_the_preset_on_the_space_scale(tmp_path):
     from spaces import MS_SSIM_LAMBDAS, OFFICIAL_LAMBDAS
     from search.presets import PRESETS
