@@ -23,7 +23,8 @@ Measured, per model and configuration (vs off):
 * The predictability measure (``trainable.regularizers.scale_predictability``, logged at validation
   as ``lambda=<λ>/val_inter_scale_r2_<pair>``) at the last epoch, mean over pairs and λ, with a
   95 % interval over seeds, and its cross-image CKA beside it: off → each configuration.
-* Whether each mean test RD curve is monotone, and every validation PSNR drop between epochs.
+* Whether each last-epoch validation RD curve (mean over seeds, and each seed's) and each mean test
+  RD curve is monotone, and every validation PSNR drop between epochs.
 
 Writes ``DIR/positive_control.json``, ``DIR/positive_control.md`` and ``DIR/points.csv`` and prints
 the table. Trained curves are kept in ``DIR/runs/``: a finished curve with the same settings is
@@ -361,6 +362,26 @@ def bd_rates(points, configurations: list[str]) -> dict:
             for configuration in configurations if configuration != OFF}
 
 
+def val_curves(runs: dict, budget: Budget) -> dict[str, dict]:
+    """Per configuration: the last-epoch validation curve (bpp and PSNR per λ, mean over seeds) and
+    whether it is monotone, and how many of the seeds' own curves are (the training criterion: a
+    model that does not trade rate for distortion across λ is not yet a codec)."""
+    def monotone(bpp: np.ndarray, psnr: np.ndarray) -> bool:
+        order = np.argsort(budget.lambdas)
+        return bool((np.diff(bpp[order]) > 0).all() and (np.diff(psnr[order]) > 0).all())
+
+    result = {}
+    for configuration, seeds in runs.items():
+        curves = {seed: np.array([[_series(run["history"], lmbda, metric)[-1] for lmbda in budget.lambdas]
+                                  for metric in ("val_bpp", "val_psnr")]) for seed, run in seeds.items()}
+        mean = np.mean(list(curves.values()), axis=0)
+        result[configuration] = {"monotone": monotone(*mean),
+                                 "seeds_monotone": sum(monotone(*c) for c in curves.values()), "seeds": len(curves),
+                                 "points": [{"lmbda": lmbda, "bpp": float(b), "psnr": float(q)}
+                                            for lmbda, b, q in zip(budget.lambdas, *mean)]}
+    return result
+
+
 def test_curves(points, configurations: list[str]) -> dict[str, dict]:
     """Per configuration: the mean test curve (per λ, bpp and PSNR over seeds and images) and whether
     it is monotone (rate and PSNR rising strictly together, what a BD-rate needs)."""
@@ -393,6 +414,7 @@ def measure(budget: Budget, out: Path, n_boot: int = N_BOOT, log: Callable[[str]
             "bd_rate_vs_off": bd_rates(mine, names),
             "inter_scale_r2": inter_scale_r2(runs[model], budget, n_boot),
             "test_curves": test_curves(mine, names),
+            "val_curves": val_curves(runs[model], budget),
             "stability": stability(runs[model], budget),
             "train_seconds": {c: sum(r["seconds"] for r in s.values()) for c, s in runs[model].items()},
         }
@@ -460,6 +482,10 @@ def table(results: dict) -> str:
             + " → ".join(names), lambda r: " → ".join(predictability(r, c, "r2") for c in names)),
         row("cross-image CKA (same latents): " + " → ".join(names),
             lambda r: " → ".join(predictability(r, c, "cka") for c in names)),
+        row("last-epoch val RD curve monotone? mean over seeds (seeds' own curves) " + " / ".join(names),
+            lambda r: " / ".join(("yes" if r["val_curves"][c]["monotone"] else "no")
+                                 + f" ({r['val_curves'][c]['seeds_monotone']} of {r['val_curves'][c]['seeds']})"
+                                 for c in names)),
         row("mean test RD curve monotone? " + " / ".join(names),
             lambda r: " / ".join("yes" if r["test_curves"][c]["monotone"] else "no" for c in names)),
         row("largest val PSNR drop between epochs (dB, any λ × seed): " + " / ".join(names),

@@ -179,6 +179,21 @@ def test_stability_reports_the_largest_epoch_to_epoch_psnr_drop():
     assert result[pc.OFF]["at"] == {"seed": 0, "lmbda": 0.018, "epoch": 4}
 
 
+def test_val_curves_are_monotone_only_when_rate_and_psnr_rise_together_across_lambda():
+    """Seed 0 rises in both; seed 1's PSNR does not (21.0, 21.0, 20.9, 23.0 dB); the mean still
+    rises (20.5, 21.0, 21.45, 23.0 dB), so the mean curve is monotone while one seed of two is."""
+    budget = pc.Budget(configurations_run=(pc.OFF, pc.BOTH))
+    psnr = {0: (20.0, 21.0, 22.0, 23.0), 1: (21.0, 21.0, 20.9, 23.0)}
+    runs = {pc.OFF: {seed: {"history": [{f"lambda={lmbda:g}/{m}": v for lmbda, b, q in zip(LAMBDAS, (0.1, 0.2, 0.3, 0.4), p)
+                                         for m, v in (("val_bpp", b), ("val_psnr", q))}]}
+                     for seed, p in psnr.items()}}
+    result = pc.val_curves(runs, budget)[pc.OFF]
+    assert (result["monotone"], result["seeds_monotone"], result["seeds"]) == (True, 1, 2)
+    assert [p["psnr"] for p in result["points"]] == pytest.approx([20.5, 21.0, 21.45, 23.0])
+    runs[pc.OFF][0]["history"][0]["lambda=0.054/val_bpp"] = 0.15       # mean bpp at the top λ 0.275 < 0.3 at 0.018
+    assert pc.val_curves(runs, budget)[pc.OFF]["monotone"] is False
+
+
 def test_finished_curves_are_skipped_and_an_interrupted_one_resumes_to_the_same_result(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
     train = _folder(tmp_path / "train", [(80, 80), (72, 96)], 0)
