@@ -362,13 +362,18 @@ def bd_rates(points, configurations: list[str]) -> dict:
             for configuration in configurations if configuration != OFF}
 
 
+def rising_together(bpp, psnr) -> bool:
+    """Rate and PSNR rise strictly together along the curve's order (what a BD-rate needs)."""
+    return bool((np.diff(bpp) > 0).all() and (np.diff(psnr) > 0).all())
+
+
 def val_curves(runs: dict, budget: Budget) -> dict[str, dict]:
     """Per configuration: the last-epoch validation curve (bpp and PSNR per λ, mean over seeds) and
     whether it is monotone, and how many of the seeds' own curves are (the training criterion: a
     model that does not trade rate for distortion across λ is not yet a codec)."""
     def monotone(bpp: np.ndarray, psnr: np.ndarray) -> bool:
         order = np.argsort(budget.lambdas)
-        return bool((np.diff(bpp[order]) > 0).all() and (np.diff(psnr[order]) > 0).all())
+        return rising_together(bpp[order], psnr[order])
 
     result = {}
     for configuration, seeds in runs.items():
@@ -390,7 +395,7 @@ def test_curves(points, configurations: list[str]) -> dict[str, dict]:
     curves = {}
     for configuration in configurations:
         curve = mean_curve(points, configuration).sort_values("bpp")
-        monotone = bool((np.diff(curve["bpp"]) > 0).all() and (np.diff(curve["psnr"]) > 0).all())
+        monotone = rising_together(curve["bpp"].to_numpy(), curve["psnr"].to_numpy())
         curves[configuration] = {"monotone": monotone, "points": curve.to_dict("records")}
     return curves
 
