@@ -130,7 +130,8 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
     for fold in range(k):
         held = [i for i in range(len(units)) if i % k == fold]
         fit = [units[i] for i in range(len(units)) if i % k != fold]
-        grid = torch.tensor([_inner_ridge(fit)] if ridges is None else list(ridges), dtype=torch.float64)
+        grid = torch.tensor([_inner_ridge(fit)] if ridges is None else list(ridges), dtype=torch.float64,
+                            device=units[0][0].device)
         for i, p in zip(held, _fit_predict(fit, [units[i] for i in held], grid)):
             predictions[i] = p[0] if ridges is None else p
     return join(predictions)
@@ -154,8 +155,9 @@ def _inner_ridge(units: list[Unit]) -> float:
     """The relative ridge a from ``RIDGES`` with the lowest pooled held-out error on ``units``."""
     units, _ = blocked_units(units)
     k = min(len(units), MAX_FOLDS)
-    ridges = torch.tensor(RIDGES, dtype=torch.float64)
-    sse = torch.zeros(len(RIDGES), dtype=torch.float64)
+    device = units[0][0].device
+    ridges = torch.tensor(RIDGES, dtype=torch.float64, device=device)
+    sse = torch.zeros(len(RIDGES), dtype=torch.float64, device=device)
     for fold in range(k):
         held = [units[i] for i in range(len(units)) if i % k == fold]
         fit = [units[i] for i in range(len(units)) if i % k != fold]
