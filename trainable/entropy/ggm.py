@@ -45,7 +45,7 @@ class GeneralizedGaussian(nn.Module):
         self.tail_mass, self.precision = tail_mass, precision
 
     def cdf(self, v: torch.Tensor) -> torch.Tensor:
-        return _GGCDF.apply(v, self.beta.to(v.dtype))
+        return _GGCDF.apply(v, self.beta.to(v.device, v.dtype))
 
     def forward(self, values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         # Always in float32: under bf16 autocast the CDF differences would lose the small
@@ -62,7 +62,9 @@ class GeneralizedGaussian(nn.Module):
         mass goes to an escape symbol, so out-of-table values still round-trip
         (compressai's coder codes them with bypass bits).
         """
-        scales = self.scale_lower_bound(scales.detach().float().cpu().reshape(-1))
+        # built on the host, where the rANS coder reads them: the bound comes to the scales
+        scales = scales.detach().float().cpu().reshape(-1)
+        scales = torch.max(scales, self.scale_lower_bound.bound.cpu())
         beta = float(self.beta)
         multiplier = -scipy.stats.gennorm.ppf(self.tail_mass / 2, beta)
         centers = torch.ceil(scales * multiplier).int()
