@@ -73,12 +73,13 @@ class OnFake(torch.Tensor):
 
 
 def call_site() -> str:
-    """The innermost line outside torch and this file, and the innermost project line above it."""
+    """The innermost line outside torch, this file and other dispatch modes, and the innermost
+    project line above it."""
     inner = project = None
     frame = sys._getframe(1)
     while frame is not None and project is None:
         name = frame.f_code.co_filename
-        if "/torch/" not in name and name != __file__:
+        if "/torch/" not in name and name != __file__ and not frame.f_code.co_name.startswith("__torch_"):
             inner = inner or frame
             if name.startswith(ROOT):
                 project = frame
@@ -170,6 +171,10 @@ class _FromPythonData(TorchFunctionMode):
             if target is None and func is torch.Tensor.new_tensor:
                 target = args[0].device
             if _on_fake(target):
+                data = args[1] if func is torch.Tensor.new_tensor else args[0]
+                if isinstance(data, torch.Tensor):     # a copy of a tensor, from wherever it is
+                    dtype = kwargs.get("dtype") or (args[0].dtype if func is torch.Tensor.new_tensor else data.dtype)
+                    return data.detach().clone().to(FAKE, dtype)
                 out = func(*args, **{**kwargs, "device": torch.device("cpu")})
                 return out.to(FAKE)
         return func(*args, **kwargs)

@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.fake_device import FAKE, FakeDevice
+from trainable.checkpoint import load_file, save_atomic
 from trainable.config import TrainConfig
+from trainable.regularizers import ALIGNERS
 from trainable.trainer import Run, seed_epoch, step_together, train_step
 
 aten = torch.ops.aten
@@ -40,8 +43,8 @@ class SyncCounter(TorchDispatchMode):
 
 
 def small(**overrides) -> TrainConfig:
-    return TrainConfig(model_name="HPCM_Tiny", batch_size=2, patch_size=64, num_workers=0, learning_rate=1e-3,
-                       real_bpp=False, epochs=10, **overrides)
+    return TrainConfig(**{"model_name": "HPCM_Tiny", "batch_size": 2, "patch_size": 64, "num_workers": 0,
+                          "learning_rate": 1e-3, "real_bpp": False, "epochs": 10, **overrides})
 
 
 PHASE2_DEFAULT = TrainConfig().phase2_aligner
@@ -63,6 +66,40 @@ def test_a_steady_state_step_makes_no_host_sync(regularized, monkeypatch):
             step_together(runs, x, 0, step, [regularized], sums, taus)
     assert counter.calls == []
     assert runs[0].global_step == 4 and int(sums[0]["skipped"]) == 0
+
+
+BIG = {"batch_size": 1, "patch_size": 192}      # crops MS-SSIM can score (>= 161 px)
+STEP_KINDS = {"off": BIG, "ms-ssim": {**BIG, "metric": "ms-ssim", "lmbda": 8.0},
+              "phase1": {"spectral_reg": True, "truncation_epochs": 5},
+              **{f"phase2-{a}": {"phase2_reg": True, "phase2_start_epoch": 0, "phase2_aligner": a} for a in ALIGNERS}}
+
+
+@pytest.mark.parametrize("kind", STEP_KINDS)
+def test_a_steady_state_step_on_a_device_copies_nothing_from_the_host(kind, monkeypatch, tmp_path):
+    # as a GPU counts: besides reads (syncs), every host -> device copy (a window, a Python number
+    # made a tensor) blocks on pageable memory; the batch itself arrives on the device
+    cfg = small(**STEP_KINDS[kind])
+    phase2 = cfg.phase2_reg
+    with FakeDevice() as fake:
+        seed_epoch(0, -1)
+        runs = [Run(cfg, FAKE, steps_per_epoch=4)]
+        x = torch.rand(cfg.batch_size, 3, cfg.patch_size, cfg.patch_size).to(FAKE)
+        sums, taus = [defaultdict(float)], [None]
+        for step in range(2):                                         # warm-up (lazy state, Adam's first step)
+            step_together(runs, x, 0, step, [phase2], sums, taus)
+        before = len(fake.host_to_device)
+        with SyncCounter(monkeypatch) as counter:
+            for step in range(2, 4):
+                step_together(runs, x, 0, step, [phase2], sums, taus)
+        assert counter.calls == [] and fake.host_to_device[before:] == []
+        assert int(sums[0]["skipped"]) == 0
+        if phase2:                    # the fresh fit and a checkpoint round trip stay on the device too
+            assert set(runs[0].phase2.fresh()) == set(runs[0].phase2.pair_names)
+        save_atomic(runs[0].state(), tmp_path / "state.pth.tar")
+        again = Run(cfg, FAKE, steps_per_epoch=4)
+        again.load_state(load_file(tmp_path / "state.pth.tar"), "state")
+        step_together(runs + [again], x, 0, 4, [phase2, phase2], [defaultdict(float), defaultdict(float)], [None, None])
+    assert torch.equal(again.model.g_a.branch[-1].weight.elem, runs[0].model.g_a.branch[-1].weight.elem)
 
 
 def test_the_sync_counter_sees_the_syncs_a_step_used_to_make(monkeypatch):
@@ -152,3 +189,14 @@ def test_speed_and_checkpoint_options_reach_every_trial_and_bad_values_are_one_l
                          ({"checkpoint_every": 0}, "checkpoint every must be >= 1")):
         with pytest.raises(InputError, match=message):
             make_plan(SearchConfig.create("baseline", "cpu-smoke", **bad), verify_data=False)
+
+
+def test_ms_ssim_with_its_constants_cached_on_the_device_is_the_library_default():
+    from pytorch_msssim import ms_ssim
+
+    from trainable.loss import ms_ssim_on_device
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 176, 176, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert torch.equal(ms_ssim_on_device(x, y), ms_ssim(x, y, data_range=1.0))

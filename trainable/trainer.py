@@ -113,7 +113,8 @@ class Run:
         # fused: one kernel per step, and it skips a step whose found_inf is set, without a host sync
         self.optimizer = torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.criterion = RateDistortionLoss(config.lmbda, config.metric, with_ms_ssim=True)
+        self.criterion = RateDistortionLoss(config.lmbda, config.metric)   # MS-SSIM per step only when trained on it
+        self.val_criterion = RateDistortionLoss(config.lmbda, config.metric, with_ms_ssim=True)
         self.epoch, self.global_step, self.best_val_loss = 0, 0, math.inf
         self.nonfinite_steps = 0                      # skipped so far (checkpointed)
         self.forward = torch.compile(self.model) if config.compile else self.model
@@ -277,7 +278,7 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
         metrics.setdefault("inter_scale_reg", 0.0)
         if phase2[k]:   # what a predictor fitted afresh on the epoch's last batch scores, next to the charge
             metrics.update({f"inter_scale_fresh_{name}": d for name, d in run.phase2.fresh().items()})
-        metrics.update(evaluate(run.model, data.val_images, run.criterion, run.device))
+        metrics.update(evaluate(run.model, data.val_images, run.val_criterion, run.device))
         run.epoch, metrics["global_step"] = epoch + 1, run.global_step
         if run.done and run.config.real_bpp:
             metrics["real_bpp"] = real_bpp(run.model, data.val_images, run.device)

@@ -149,23 +149,24 @@ class AdversarialAligner(Aligner):
             self.register_buffer(name, torch.zeros(shape, dtype=torch.float64))
 
     def fit(self):
-        """(W, x_mean, y_mean): the ridge fit to the averaged moments."""
-        x, y, xx, xy = (getattr(self, n) / self.seen for n in ("x", "y", "xx", "xy"))
+        """(W, x_mean, y_mean): the ridge fit to the averaged moments (all zero before a first batch:
+        the moments are 0, and so is W)."""
+        seen = self.seen.clamp_min(torch.finfo(self.seen.dtype).tiny)
+        x, y, xx, xy = (getattr(self, n) / seen for n in ("x", "y", "xx", "xy"))
         return ridge_solution(x, y, xx, xy, self.ridge)
 
     def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        # no host sync: no branch on ``seen``, no tensor from the host, an unchecked solve
         x, y = as_rows(bands), as_rows(coarse)
-        if self.seen > 0:
-            w, x_mean, y_mean = (t.to(x.dtype) for t in self.fit())
-            prediction = (x - x_mean) @ w + y_mean
-        else:
-            prediction = torch.zeros_like(y)
+        w, x_mean, y_mean = (t.to(x.dtype) for t in self.fit())
+        prediction = torch.where(self.seen > 0, (x - x_mean) @ w + y_mean, 0.0)
         if self.training:
             with torch.no_grad():
                 xd, yd, m, n = x.detach().double(), y.detach().double(), self.momentum, len(x)
                 for name, batch in (("x", xd.mean(0, keepdim=True)), ("y", yd.mean(0, keepdim=True)),
-                                    ("xx", xd.T @ xd / n), ("xy", xd.T @ yd / n), ("seen", torch.ones((), dtype=xd.dtype))):
-                    getattr(self, name).mul_(m).add_(batch.to(xd.device), alpha=1 - m)
+                                    ("xx", xd.T @ xd / n), ("xy", xd.T @ yd / n)):
+                    getattr(self, name).mul_(m).add_(batch, alpha=1 - m)
+                self.seen.mul_(m).add_(1 - m)
         return from_rows(prediction, coarse)
 
 
