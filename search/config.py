@@ -43,6 +43,7 @@ class SearchConfig:
     init_weights: str | None = None               # warm start: a file, a folder or a mapping λ → file
     amp: str = "fp32"                             # bf16: autocast (noise, rates, regularizers stay fp32)
     compile: bool = False                         # torch.compile each λ model
+    deterministic: bool = False                   # bit-identical GPU runs (TrainConfig.deterministic)
     num_workers: int | None = None                # loader workers; None: the trial's CPUs minus one
     checkpoint_every: int = 1                     # a trial's checkpoint every N epochs (and after the last)
     scratch_dir: str | None = None                # node-local folder for a trial's working files

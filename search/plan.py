@@ -92,6 +92,7 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
                        batch_size=config.batch_size, patch_size=config.patch_size,
                        steps_per_epoch=config.steps_per_epoch, learning_rate=config.learning_rate, seed=config.seed,
                        num_workers=config.num_workers, amp=config.amp, compile=config.compile,
+                       deterministic=config.deterministic,
                        checkpoint_every=config.checkpoint_every, scratch_dir=config.scratch_dir, save_best=False)
     for lmbda in lambdas:
         try:

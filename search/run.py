@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--learning-rate", type=float)
     a("--amp", choices=("fp32", "bf16"), help="bf16: autocast; noise, rates and regularizers stay fp32 (default fp32)")
     a("--compile", action="store_true", default=None, help="torch.compile every λ model")
+    a("--deterministic", action="store_true", default=None,
+      help="bit-identical GPU runs for paired studies (deterministic kernels, no cuDNN autotuning; slower)")
     a("--num-workers", type=int, help="data loader workers per trial (default: the trial's CPUs minus one)")
     a("--checkpoint-every", type=int, help="write a trial's checkpoint every N epochs and after the last (default 1)")
     a("--scratch-dir", help="node-local folder for a trial's working files and checkpoints (default: the system temp dir)")

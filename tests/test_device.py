@@ -76,3 +76,52 @@ def test_gpu_check_without_cuda_exits_2_with_one_line():
                        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: gpu_check needs CUDA: torch")
+
+
+def test_ray_gpu_ids_become_torch_devices_through_cuda_visible_devices(monkeypatch):
+    from trainable.device import trial_devices
+
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs in its own order: torch counts that list from 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,3")
+    assert trial_devices(["3", "5"]) == ("cuda:1", "cuda:0") and trial_devices([3]) == ("cuda:1",)
+    assert trial_devices([]) == ()
+    with pytest.raises(TrainingError, match="CUDA_VISIBLE_DEVICES=5,3 does not list 4"):
+        trial_devices(["4"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")                   # not set (Ray told not to): every GPU, as numbered
+    assert trial_devices(["3", "5"]) == ("cuda:3", "cuda:5")
+    assert trial_devices(["2"], visible="GPU-aa,2") == ("cuda:1",)
+
+
+def test_deterministic_runs_from_the_command_line_to_the_kernels_and_back(tmp_path, monkeypatch):
+    from search.plan import make_plan
+    from search.run import build_parser, config_from_args
+    from trainable.config import TrainConfig
+    from trainable.curve import CurveConfig, train_curve
+
+    args = build_parser().parse_args(["--space", "baseline", "--preset", "cpu-smoke", "--deterministic"])
+    plan = make_plan(config_from_args(args), verify_data=False)
+    assert plan.trial_params(plan.off, 0)["deterministic"] is True
+    assert plan.base.deterministic and not TrainConfig().deterministic
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+    base = TrainConfig(model_name="HPCM_Tiny", epochs=1, batch_size=1, patch_size=64, steps_per_epoch=1,
+                       num_workers=0, real_bpp=False, save_path=str(tmp_path / "run"), deterministic=True)
+    train_curve(CurveConfig(base, (0.0067,)), lambda m, d: seen.append(
+        (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+         os.environ.get("CUBLAS_WORKSPACE_CONFIG"))))
+    assert seen == [(True, False, ":4096:8")]                    # set at run time, while the run trains
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_validation_does_not_autotune_cudnn_for_every_image_size(monkeypatch):
+    from trainable.loss import RateDistortionLoss
+    from trainable.models import create_model
+    from trainable.trainer import evaluate
+
+    model = create_model("HPCM_Tiny")
+    flags = []
+    model.register_forward_pre_hook(lambda module, args: flags.append(torch.backends.cudnn.benchmark))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)           # as training on CUDA sets it
+    evaluate(model, [torch.zeros(1, 3, 64, 64, dtype=torch.uint8)], RateDistortionLoss(0.01), torch.device("cpu"))
+    assert flags == [False] and torch.backends.cudnn.benchmark is True

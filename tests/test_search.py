@@ -306,13 +306,6 @@ def test_off_comparison_writes_points_and_reports_bd_rate_vs_off(tmp_path):
     assert math.isnan(compare(two, metrics(0.9))["bd_rate_vs_off"])
 
 
-def test_lambda_models_are_spread_over_the_trial_gpus_from_two_on():
-    from trainable.tune import trial_devices
-
-    assert trial_devices([]) == () and trial_devices(["3"]) == ()          # one device: TrainConfig.device
-    assert trial_devices(["3", "5"]) == ("cuda:0", "cuda:1")               # renumbered by CUDA_VISIBLE_DEVICES
-
-
 def test_asha_never_stops_off_and_still_judges_the_others_against_it(tmp_path):
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler

@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "fp32"                    # "bf16": autocast (CUDA or CPU); noise, rates and regularizers stay fp32
     compile: bool = False
+    deterministic: bool = False          # GPU runs bit-identical (deterministic kernels, no cuDNN autotuning); slower
     max_nonfinite_steps: int = 20        # non-finite steps are skipped; more than this many in a run is an error
     # Phase 1: intra-scale frequency truncation
     spectral_reg: bool = False

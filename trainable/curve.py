@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .checkpoint import load_file, save_atomic
 from .config import TrainConfig
+from .device import kernel_choice
 from .errors import CheckpointError, InputError
 from .trainer import (Datasets, Report, Run, announce, checkpoint_due, export_inference, resolve_device, seed_epoch,
                       train_together)
@@ -64,13 +65,20 @@ def train_curve(config: CurveConfig, report: Report, resume: str | Path | None =
     after ``checkpoint_dir/curve_last.pth.tar``; the last epoch also leaves one inference
     state_dict per λ there (:func:`final_model_name`)."""
     configs = config.runs()
+    devices = [resolve_device(config.device(k)) for k in range(len(configs))]
+    with kernel_choice(devices, config.base.deterministic):
+        return _train_curve(config, configs, devices, report, resume)
+
+
+def _train_curve(config: CurveConfig, configs: list[TrainConfig], devices: list, report: Report,
+                 resume: str | Path | None) -> dict:
     save_dir = Path(config.base.save_path)
     data = Datasets(configs[0])
     steps = data.steps_per_epoch(configs[0])
     runs = []
-    for k, cfg in enumerate(configs):
+    for cfg, device in zip(configs, devices):
         seed_epoch(cfg.seed, -1)     # every λ model starts from the same initial weights
-        runs.append(Run(cfg, resolve_device(config.device(k)), steps))
+        runs.append(Run(cfg, device, steps))
     if resume is not None:
         _restore(runs, config.lambdas, resume)
     announce(runs)

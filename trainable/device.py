@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -80,3 +82,64 @@ def describe(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"{device} ({torch.cuda.get_device_name(index)}; {build}, driver {nvidia_driver() or '?'})"
     return f"{device} ({torch.get_num_threads()} threads; {build})"
+
+
+def trial_devices(gpu_ids: Sequence, visible: str | None = None) -> tuple[str, ...]:
+    """The torch device of every GPU Ray gave a trial, as Ray Train maps them: Ray's ids are the
+    node's GPU numbers, torch numbers the GPUs ``CUDA_VISIBLE_DEVICES`` lists (Ray sets it to the
+    trial's GPUs, in its own order, unless told not to) from 0, so GPU g is ``cuda:<its position
+    there>``; unset, torch sees every GPU and g is ``cuda:g``. ``visible``: the variable's value
+    (default: this process's)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not gpu_ids:
+        return ()
+    if visible is None or visible.strip() in ("", "NoDevFiles"):
+        return tuple(f"cuda:{int(g)}" for g in gpu_ids)
+    listed = [v.strip() for v in visible.split(",")]
+    missing = [str(g) for g in gpu_ids if str(g) not in listed]
+    if missing:
+        raise TrainingError(f"Ray gave this trial GPU(s) {list(map(str, gpu_ids))}, but CUDA_VISIBLE_DEVICES={visible} "
+                            f"does not list {', '.join(missing)}")
+    return tuple(f"cuda:{listed.index(str(g))}" for g in gpu_ids)
+
+
+CUBLAS_DETERMINISTIC = ":4096:8"   # cuBLAS's fixed workspace, which its deterministic mode needs
+
+
+@contextmanager
+def kernel_choice(devices: Iterable[torch.device], deterministic: bool):
+    """The process's kernel settings while a run trains on ``devices`` (restored after).
+
+    ``deterministic``: the same kernels and reduction orders every run, so two GPU runs of one
+    configuration are bit-identical as CPU runs are (paired studies): deterministic algorithms
+    (an op without one stops the run with torch's message naming it), no cuDNN autotuning, and
+    ``CUBLAS_WORKSPACE_CONFIG`` set now, before the run's first cuBLAS call. Otherwise cuDNN
+    autotunes its kernels for the fixed training crop on CUDA (faster, not bit-reproducible)."""
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), cudnn.benchmark, cudnn.deterministic,
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+        torch.use_deterministic_algorithms(True)
+        cudnn.benchmark, cudnn.deterministic = False, True
+    elif any(torch.device(d).type == "cuda" for d in devices):
+        cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        cudnn.benchmark, cudnn.deterministic = saved[1], saved[2]
+        if saved[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+@contextmanager
+def no_autotuning():
+    """cuDNN autotuning off: validation images come in many sizes, and each new shape would be
+    autotuned (time and workspace memory) for a single use."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--amp", default=d.amp, choices=PRECISIONS,
       help="bf16: autocast (CUDA, or CPU); noise, rounding, rates and regularizers stay fp32")
     a("--compile", action="store_true", help="torch.compile the model")
+    a("--deterministic", action="store_true", help="bit-identical GPU runs: deterministic kernels, no cuDNN autotuning")
     a("--max-nonfinite-steps", type=int, default=d.max_nonfinite_steps,
       help="non-finite steps are skipped; more than this many in the run stop it")
     a("--checkpoint-every", type=int, default=d.checkpoint_every, help="write checkpoint_last every N epochs")

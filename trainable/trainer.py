@@ -31,7 +31,7 @@ from torch import nn
 from .checkpoint import load_file, load_weights, model_state, save_atomic
 from .config import TrainConfig
 from .data import ImageFolder, batch_stream, default_workers, read_rgb_uint8, resolve_dataset, to_float
-from .device import describe, resolve_device
+from .device import describe, kernel_choice, no_autotuning, resolve_device
 from .errors import CheckpointError, TrainingError
 from .loss import RateDistortionLoss, ms_ssim_db
 from .lr_schedule import lr_factor
@@ -289,6 +289,7 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
 
 
 @torch.no_grad()
+@no_autotuning()
 def evaluate(model: nn.Module, images: list[torch.Tensor], criterion: RateDistortionLoss,
              device: torch.device) -> dict[str, float]:
     """Eval-mode RD on whole (padded) validation images, averaged over images, and the
@@ -317,6 +318,7 @@ def evaluate(model: nn.Module, images: list[torch.Tensor], criterion: RateDistor
 
 
 @torch.no_grad()
+@no_autotuning()
 def real_bpp(model: nn.Module, images: list[torch.Tensor], device: torch.device) -> float:
     """Mean bits per pixel of real rANS bitstreams over the validation images."""
     model.eval().update()
@@ -329,11 +331,9 @@ def real_bpp(model: nn.Module, images: list[torch.Tensor], device: torch.device)
 
 
 def announce(runs: list[Run]) -> None:
-    """Log each run's device (stderr); let cuDNN pick its fastest kernels on CUDA (fixed crop size)."""
+    """Log each run's device (stderr)."""
     for device in dict.fromkeys(run.device for run in runs):
         print(f"hpcm-tune: training on {describe(device)}", file=sys.stderr)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
 
 
 def checkpoint_due(run: Run) -> bool:
@@ -349,6 +349,11 @@ def train(config: TrainConfig, report: Report, resume: str | Path | None = None)
     """
     cfg = config.validated()
     device = resolve_device(cfg.device)
+    with kernel_choice([device], cfg.deterministic):
+        return _train(cfg, device, report, resume)
+
+
+def _train(cfg: TrainConfig, device: torch.device, report: Report, resume: str | Path | None) -> dict:
     save_dir = Path(cfg.save_path)
     data = Datasets(cfg)
     seed_epoch(cfg.seed, -1)

@@ -22,15 +22,9 @@ from ray import tune
 from .config import TrainConfig
 from .curve import CURVE_LAST, CurveConfig, train_curve
 from .data import default_workers
-from .device import require_cuda
+from .device import require_cuda, trial_devices
 
 Annotate = Callable[[dict, dict], dict]
-
-
-def trial_devices(gpu_ids: list) -> tuple[str, ...]:
-    """One device per GPU Ray gave the trial (CUDA_VISIBLE_DEVICES renumbers them from 0);
-    () with fewer than two, so every λ model uses ``TrainConfig.device``."""
-    return tuple(f"cuda:{i}" for i in range(len(gpu_ids))) if len(gpu_ids) >= 2 else ()
 
 
 def tune_trainable(config: dict, annotate: Annotate | None = None) -> None:
