@@ -7,25 +7,37 @@ spread over several, so GPU-hours do not depend on the placement; wall-clock doe
 
 Seconds per step of one λ model, first of:
 1. ``--step-seconds`` (the plan's model at the plan's batch and patch);
-2. measured here: a GPU plan on a machine with CUDA times a few real training steps
+2. ``--step-seconds-from FILE``, else :data:`GPU_CHECK_JSON` when it exists: what
+   ``benchmarks.gpu_check`` measured for the model (K λ models in lockstep, regularizers on,
+   per model), scaled by pixels per step to the plan's batch and patch;
+3. measured here: a GPU plan on a machine with CUDA times a few real training steps
    (``trainer.train_step``, the plan's batch and patch) of each model;
-3. :data:`GPU_STEP_SECONDS` / :data:`CPU_STEP_SECONDS` scaled by pixels per step
+4. :data:`GPU_STEP_SECONDS` / :data:`CPU_STEP_SECONDS` scaled by pixels per step
    (batch × patch²) from their reference batch; small batches use a GPU less well, so a
    scaled figure is a lower bound there.
 A validation is a forward pass over the validation images, costed as one third of a step
-per pixel (forward ≈ ⅓ of forward + backward). Not counted: the final rANS coding of the
-validation set, data-loader stalls, regularizer overhead (+0–10 % per step on CPU,
+per pixel (forward ≈ ⅓ of forward + backward). A GPU plan also checks the data loader
+(``loader_plan``: a step waits for a loader that cannot keep up, and the cost counts it) and
+the memory per GPU (``memory_plan``: a plan that does not fit is refused). Not counted: the
+final rANS coding of the validation set, regularizer overhead (+0–10 % per step on CPU,
 ``benchmarks/results.json`` ``regularizers_on_off``), Ray start-up.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from trainable.config import TrainConfig
+from trainable.errors import InputError
 
+from .loader_plan import LoaderPlan, loader_plan
+from .memory_plan import MemoryPlan, gpu_memory_gib, memory_plan
 from .plan import Plan
+
+GPU_CHECK_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu_check.json"
 
 # Seconds per optimizer step of one λ model, fp32, batch 16 of 256² crops, one H100-class GPU.
 # HPCM_Base: the figure issue 17 assumed (no official one is published). The others: HPCM_Base's
@@ -69,6 +81,8 @@ class Cost:
     steps_per_epoch: int
     val_pixels: int
     gpus: int                       # for the wall-clock line
+    loader: dict[str, LoaderPlan] = field(default_factory=dict)     # GPU plans: per model
+    memory: dict[str, MemoryPlan] = field(default_factory=dict)
 
     @property
     def unit(self) -> str:
@@ -88,10 +102,15 @@ class Cost:
         batch, patch = self.plan.base.batch_size, self.plan.base.patch_size
         return self.models[model].step_seconds * FORWARD_SHARE * self.val_pixels / (batch * patch * patch)
 
+    def step_seconds(self, model: str) -> float:
+        """One λ model's step as the trial runs it: at the loader's pace when the loader binds."""
+        loader = self.loader.get(model)
+        return self.models[model].step_seconds * (loader.slowdown if loader else 1.0)
+
     def model_hours(self, model: str, epochs: float | None = None) -> float:
         """Hours of one λ model trained ``epochs`` epochs (default: all)."""
         epochs = self.plan.config.max_epochs if epochs is None else epochs
-        seconds = epochs * (self.steps_per_epoch * self.models[model].step_seconds + self.validation_seconds(model))
+        seconds = epochs * (self.steps_per_epoch * self.step_seconds(model) + self.validation_seconds(model))
         return seconds / 3600
 
     def trial_hours(self, model: str) -> float:
@@ -144,6 +163,10 @@ class Cost:
                     f"({mc.parameters / 1e6:.2f} M parameters: weights + 2 Adam moments, fp32; one kept per trial); "
                     f"all trials: {_size(size * self.trials[model])}, plus {self.lambdas} final weight files per "
                     f"trial ({_size(self.lambdas * BYTES_PER_VALUE * mc.state_values)})"]
+            if model in self.loader:
+                out += self.loader[model].lines()
+            if model in self.memory:
+                out.append(self.memory[model].line())
         if plan.scheduler == "asha":
             out.append(f"  ASHA (reduction factor {cfg.reduction_factor:g}) is expected to stop most trials early: "
                        f"about {self.asha_hours:.1f} {unit}-hours if it keeps 1/{cfg.reduction_factor:g} at each rung")
@@ -238,8 +261,9 @@ def _trials_per_model(plan: Plan) -> dict[str, int]:
     return out
 
 
-def _dataset_figures(plan: Plan) -> tuple[int, int]:
-    """(steps per epoch, validation pixels) from the plan's datasets (cached manifests)."""
+def _dataset_figures(plan: Plan) -> tuple[int, int, int]:
+    """(steps per epoch, validation pixels, largest validation image's pixels) from the plan's
+    datasets (cached manifests)."""
     from trainable.data import dataset_manifest
 
     val = dataset_manifest(plan.datasets["val"])
@@ -248,23 +272,47 @@ def _dataset_figures(plan: Plan) -> tuple[int, int]:
     if not spe:                          # one pass over the training set (Datasets.steps_per_epoch)
         n, b = len(dataset_manifest(plan.datasets["train"]).files), plan.base.batch_size
         spe = n // b if n >= b else 1
-    return spe, pixels
+    return spe, pixels, max(w * h for w, h in val.sizes)
+
+
+def checked_step_seconds(path: Path, model: str, batch: int, patch: int) -> tuple[float, str] | None:
+    """What ``benchmarks.gpu_check`` measured for ``model`` (per λ model, in lockstep with the
+    others), scaled by pixels per step to ``batch`` x ``patch``²; None when it has no figure for it."""
+    try:
+        steps = json.loads(path.read_text())["planner"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path} holds no step time from benchmarks.gpu_check (its 'planner' section)") from None
+    if steps.get("model") != model:
+        return None
+    scale = batch * patch * patch / (steps["batch"] * steps["patch"] ** 2)
+    return (steps["step_seconds"] * scale,
+            f"{path.name}: gpu_check on {steps.get('device', '?')}, {steps['models']} λ models in lockstep, "
+            f"batch {steps['batch']} x {steps['patch']}², scaled")
 
 
 def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = None,
-              measure: bool | None = None) -> Cost:
-    """The plan's cost. ``measure`` (default: a GPU plan on a CUDA machine) times real steps."""
+              measure: bool | None = None, step_seconds_from: str | Path | None = None,
+              measure_loader: bool = False, gpu_memory: float | None = None) -> Cost:
+    """The plan's cost. ``measure`` (default: a GPU plan on a CUDA machine without a gpu_check
+    figure) times real steps; a GPU plan that does not fit the GPU memory raises :class:`InputError`."""
     import torch
 
     gpu = plan.config.gpus_per_trial > 0
-    if measure is None:
-        measure = gpu and step_seconds is None and torch.cuda.is_available()
     batch, patch = plan.base.batch_size, plan.base.patch_size
     trials = _trials_per_model(plan)
+    checked = Path(step_seconds_from) if step_seconds_from is not None else GPU_CHECK_JSON
+    if step_seconds_from is not None and not checked.is_file():
+        raise InputError(f"--step-seconds-from: {checked} not found")
+    use_checked = step_seconds is None and gpu and checked.is_file()
     models = {}
     for model in trials:
+        found = checked_step_seconds(checked, model, batch, patch) if use_checked else None
+        if measure is None:
+            measure = gpu and step_seconds is None and found is None and torch.cuda.is_available()
         if step_seconds is not None:
             seconds, source = step_seconds, "--step-seconds"
+        elif found is not None:
+            seconds, source = found
         elif measure:
             device = "cuda" if gpu else "cpu"
             seconds = measure_step_seconds(replace(plan.base, model_name=model, device=device, init_weights=None))
@@ -272,7 +320,24 @@ def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = 
         else:
             seconds, source = default_step_seconds(model, batch, patch, gpu)
         models[model] = ModelCost(model, seconds, source, *_sizes(model))
-    spe, val_pixels = _dataset_figures(plan)
+    spe, val_pixels, val_largest = _dataset_figures(plan)
     if gpus is None:
         gpus = torch.cuda.device_count() or 8
-    return Cost(plan=plan, trials=trials, models=models, steps_per_epoch=spe, val_pixels=val_pixels, gpus=gpus)
+    loader, memory = {}, {}
+    if gpu:
+        capacity = gpu_memory_gib(gpu_memory)
+        for model, mc in models.items():
+            loader[model] = loader_plan(plan, mc.step_seconds, measure_loader)
+            memory[model] = memory_plan(plan, model, mc.parameters, val_largest, capacity)
+    return Cost(plan=plan, trials=trials, models=models, steps_per_epoch=spe, val_pixels=val_pixels, gpus=gpus,
+                loader=loader, memory=memory)
+
+
+def check_memory(plan: Plan, gpu_memory: float | None = None) -> None:
+    """Refuse (:class:`InputError`, one line) a GPU plan whose λ models do not fit a GPU."""
+    if plan.config.gpus_per_trial <= 0:
+        return
+    capacity = gpu_memory_gib(gpu_memory)
+    largest = _dataset_figures(plan)[2]
+    for model in _trials_per_model(plan):
+        memory_plan(plan, model, _sizes(model)[1], largest, capacity).check()

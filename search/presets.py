@@ -40,9 +40,12 @@ PRESETS: dict[str, dict] = {
     # seeds: 12 trials x 6 λ, ~150 GPU-hours by the dry run's default step time; 2 GPUs per
     # trial (3 λ models each), 4 trials at once on 8 GPUs, 3 rounds. lr 1e-5: the released
     # models ended at 1e-6 (official schedule); 1e-4 would first undo their convergence.
+    # 16 CPUs: 15 loader workers at the documented 2K-PNG rate (~2.7 crops/s each) feed the
+    # ~36 crops/s two GPUs need (batch 16 per lockstep step of 3 x 0.15 s); 4 would leave them
+    # idle most of the time (search.loader_plan). 64 CPUs for 4 trials at once on an 8-GPU node.
     "gpu-day": {"model": "HPCM_Base", "max_steps": 50_000, "steps_per_epoch": 2_500, "grace_epochs": 4,
                 "num_samples": 4, "seeds": 3, "batch_size": 16, "patch_size": 256, "learning_rate": 1e-5,
-                "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 2, "fine_tunes": True},
+                "lambdas": None, "cpus_per_trial": 16, "gpus_per_trial": 2, "fine_tunes": True},
     # Phase 1's claim is convergence speed: from scratch, FIFO (a stopped curve would be censored),
     # validations every 5,000 steps for analysis.convergence's steps-to-quality; 3 λs across the
     # range, 200,000 steps (~5 % of the paper's 3000 Flickr2W epochs at batch 16), 1 GPU per trial.

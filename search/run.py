@@ -22,7 +22,8 @@ from .config import SCHEDULERS, SEARCHERS, SearchConfig
 from .plan import Plan, make_plan
 from .presets import PRESETS
 
-PLANNING = ("dry_run", "step_seconds", "plan_gpus")     # flags of the dry run, not of the search
+PLANNING = ("dry_run", "step_seconds", "plan_gpus", "step_seconds_from", "measure_loader",
+            "gpu_memory_gib")     # flags of the plan's cost, not of the search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--step-seconds", type=float, help="dry run: seconds per optimizer step of one λ model at the plan's batch "
                                          "and patch (default: measured on a GPU machine, else a documented figure)")
     a("--plan-gpus", type=int, help="dry run: GPUs for the wall-clock line (default: this machine's, else 8)")
+    a("--step-seconds-from", help="dry run: the step time benchmarks.gpu_check measured, from its JSON "
+                                  "(default: benchmarks/results/gpu_check.json when it exists)")
+    a("--measure-loader", action="store_true", help="dry run: time the loader on the training folder "
+                                                    "(default: the documented 2K-PNG figure)")
+    a("--gpu-memory-gib", type=float, help="memory of one GPU, to check that a trial's λ models fit "
+                                           "(default: this machine's GPU, else 80)")
     return p
 
 
@@ -121,8 +128,10 @@ def lacks_weights(plan: Plan) -> bool:
     return bool(PRESETS[plan.config.preset].get("fine_tunes")) and plan.base.init_weights is None
 
 
-def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None) -> int:
-    """Print the plan and its cost; Ray is neither imported nor started."""
+def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None, step_seconds_from: str | None = None,
+            measure_loader: bool = False, gpu_memory: float | None = None) -> int:
+    """Print the plan and its cost; Ray is neither imported nor started. A plan whose λ models
+    do not fit a GPU is refused after its lines."""
     if step_seconds is not None and not (math.isfinite(step_seconds) and step_seconds > 0):
         raise InputError(f"--step-seconds must be > 0, got {step_seconds}")
     if gpus is not None and gpus < 1:
@@ -131,7 +140,11 @@ def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None) -> int:
 
     if lacks_weights(plan):
         print(f"note: preset {plan.config.preset} fine-tunes released checkpoints; a real run needs --init-weights")
-    print("\n".join(plan_cost(plan, step_seconds=step_seconds, gpus=gpus).lines()))
+    cost = plan_cost(plan, step_seconds=step_seconds, gpus=gpus, step_seconds_from=step_seconds_from,
+                     measure_loader=measure_loader, gpu_memory=gpu_memory)
+    print("\n".join(cost.lines()))
+    for memory in cost.memory.values():
+        memory.check()
     return 0
 
 
@@ -142,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
     if args.dry_run:
-        return dry_run(plan, args.step_seconds, args.plan_gpus)
+        return dry_run(plan, args.step_seconds, args.plan_gpus, args.step_seconds_from, args.measure_loader,
+                       args.gpu_memory_gib)
     if lacks_weights(plan):
         raise InputError(f"preset {plan.config.preset} fine-tunes released checkpoints: pass --init-weights "
                          "(a folder or a JSON mapping with one checkpoint per λ, e.g. the official HPCM releases)")
+    from .cost import check_memory
+
+    check_memory(plan, args.gpu_memory_gib)
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
     return run_experiment(plan)

@@ -148,3 +148,83 @@ def test_bad_planning_figures_are_refused(tmp_path, capsys, flag, value, message
                           "--storage-path", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def _results(section: str) -> dict:
+    import json
+
+    return json.loads((ROOT / "benchmarks" / "results.json").read_text())[section]
+
+
+def test_a_loader_that_cannot_feed_the_gpus_is_reported_and_counted():
+    rate = _results("loader")["2040x1356_png"]["images_per_s_after"]
+    day = make_plan(SearchConfig.create("phase2_delta", "gpu-day"), verify_data=False)
+    fed = plan_cost(day, gpus=8, measure=False)
+    loader = fed.loader["HPCM_Base"]
+    # by hand: 6 λ on 2 GPUs = 3 per GPU, one after another: 16 crops per 3 x 0.15 s; 15 workers
+    assert loader.demand == pytest.approx(16 / (3 * 0.15)) and loader.supply == pytest.approx(15 * rate)
+    assert loader.slowdown == 1 and not any("binds" in line for line in fed.lines())
+    starved = plan_cost(make_plan(SearchConfig.create("phase2_delta", "gpu-day", cpus_per_trial=4), verify_data=False),
+                        gpus=8, measure=False)
+    slowdown = (16 / (3 * 0.15)) / (3 * rate)                    # 3 workers
+    assert starved.loader["HPCM_Base"].slowdown == pytest.approx(slowdown)
+    assert starved.total_hours - 12 * 6 * 20 * starved.validation_seconds("HPCM_Base") / 3600 == pytest.approx(
+        12 * 6 * 50_000 * 0.15 * slowdown / 3600)                # every step at the loader's pace
+    warning = next(line for line in starved.lines() if "binds" in line)
+    assert f"--cpus-per-trial {math.ceil(16 / 0.45 / rate) + 1}" in warning
+
+
+def test_the_loader_can_be_measured_on_the_training_folder(tmp_path):
+    train, val = _folders(tmp_path)
+    out = _dry_run(["--space", "phase2_delta", "--preset", "gpu-short", "--model", "HPCM_Tiny", "--train-dataset",
+                    train, "--val-dataset", val, "--measure-loader", "--step-seconds", "0.1"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if line.startswith("  loader:"))
+    assert f"--measure-loader: measured here on {train}" in line
+    assert float(line.split(" workers x ")[1].split()[0]) > 0
+
+
+def test_memory_per_gpu_is_the_sum_of_its_models_and_a_plan_that_does_not_fit_is_refused(tmp_path, capsys):
+    saved = _results("training_memory")["HPCM_Base"]
+    day = make_plan(SearchConfig.create("phase2_delta", "gpu-day"), verify_data=False)
+    memory = plan_cost(day, gpus=8, measure=False, gpu_memory=80).memory["HPCM_Base"]
+    # by hand: 16 B per parameter + 1.25 x batch 16 x one 256² crop's saved activations, 3 models per GPU
+    per_model = saved["parameters"] * 16 / 2**30 + 1.25 * 16 * saved["saved_gib_per_crop_fp32"]
+    assert memory.models_per_gpu == 3 and memory.model_gib == pytest.approx(per_model)
+    assert memory.total_gib == pytest.approx(3 * per_model + memory.validation_gib + 0.5)
+    shared = plan_cost(make_plan(SearchConfig.create("phase2_delta", "gpu-day", gpus_per_trial=0.5),
+                                 verify_data=False), gpus=8, measure=False)
+    assert shared.memory["HPCM_Base"].models_per_gpu == 12                # two trials' 6 λ models on one GPU
+    bf16 = plan_cost(make_plan(SearchConfig.create("phase2_delta", "gpu-day", amp="bf16"), verify_data=False),
+                     gpus=8, measure=False).memory["HPCM_Base"]
+    assert bf16.model_gib < memory.model_gib
+    from search.run import main
+    from trainable.cli import run_cli
+
+    args = ["--space", "phase2_delta", "--preset", "gpu-day", "--gpus-per-trial", "1", "--gpu-memory-gib", "40",
+            "--storage-path", str(tmp_path / "runs")]
+    out = _dry_run(args, tmp_path)
+    assert out.returncode == 2 and "memory per GPU (HPCM_Base): about" in out.stdout
+    assert out.stderr.count("\n") == 1 and "does not fit 40 GiB; raise --gpus-per-trial, use --amp bf16, or train " \
+                                          "fewer λ (--lambdas)" in out.stderr
+    real = ["--space", "phase2_delta", "--preset", "gpu-short", "--gpu-memory-gib", "20", "--storage-path",
+            str(tmp_path / "runs")]
+    assert run_cli(main, real) == 2                                               # a real run is refused too
+    assert "does not fit 20 GiB" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_the_dry_run_takes_the_step_time_gpu_check_measured(tmp_path):
+    import json
+
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps({"planner": {"model": "HPCM_Base", "batch": 8, "patch": 256, "models": 3,
+                                            "step_seconds": 0.1, "device": "NVIDIA H200"}}))
+    day = make_plan(SearchConfig.create("phase2_delta", "gpu-day"), verify_data=False)
+    cost = plan_cost(day, gpus=8, step_seconds_from=path)
+    assert cost.models["HPCM_Base"].step_seconds == pytest.approx(0.2)       # batch 16: twice the pixels
+    assert cost.models["HPCM_Base"].source.startswith("gpu_check.json: gpu_check on NVIDIA H200, 3 λ models")
+    other = make_plan(SearchConfig.create("phase2_delta", "gpu-day", model="HPCM_Large"), verify_data=False)
+    assert "default for one H100" in plan_cost(other, gpus=8, step_seconds_from=path, measure=False).models[
+        "HPCM_Large"].source                                                   # no figure for that model
+    with pytest.raises(InputError, match="not found"):
+        plan_cost(day, step_seconds_from=tmp_path / "missing.json")
