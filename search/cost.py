@@ -275,13 +275,17 @@ def _dataset_figures(plan: Plan) -> tuple[int, int, int]:
     return spe, pixels, max(w * h for w, h in val.sizes)
 
 
-def checked_step_seconds(path: Path, model: str, batch: int, patch: int) -> tuple[float, str] | None:
+def checked_step_seconds(path: Path, model: str, batch: int, patch: int, required: bool) -> tuple[float, str] | None:
     """What ``benchmarks.gpu_check`` measured for ``model`` (per λ model, in lockstep with the
-    others), scaled by pixels per step to ``batch`` x ``patch``²; None when it has no figure for it."""
+    others), scaled by pixels per step to ``batch`` x ``patch``²; None when it has no figure for it
+    (an error when ``required``: the user named the file)."""
     try:
         steps = json.loads(path.read_text())["planner"]
+        steps["step_seconds"], steps["batch"], steps["patch"], steps["models"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{path} holds no step time from benchmarks.gpu_check (its 'planner' section)") from None
+        if not required:
+            return None
+        raise InputError(f"{path} holds no step time from benchmarks.gpu_check (a passed 'planner' check)") from None
     if steps.get("model") != model:
         return None
     scale = batch * patch * patch / (steps["batch"] * steps["patch"] ** 2)
@@ -306,7 +310,7 @@ def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = 
     use_checked = step_seconds is None and gpu and checked.is_file()
     models = {}
     for model in trials:
-        found = checked_step_seconds(checked, model, batch, patch) if use_checked else None
+        found = checked_step_seconds(checked, model, batch, patch, step_seconds_from is not None) if use_checked else None
         if measure is None:
             measure = gpu and step_seconds is None and found is None and torch.cuda.is_available()
         if step_seconds is not None:

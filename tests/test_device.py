@@ -70,14 +70,6 @@ def test_a_trial_given_a_gpu_it_cannot_use_fails_with_the_cause_and_the_search_e
     assert not list((tmp_path / "gpu").glob("trial_*/checkpoint_*"))           # nothing trained on the CPU
 
 
-@needs_no_cuda
-def test_gpu_check_without_cuda_exits_2_with_one_line():
-    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", os.devnull], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: gpu_check needs CUDA: torch")
-
-
 def test_ray_gpu_ids_become_torch_devices_through_cuda_visible_devices(monkeypatch):
     from trainable.device import trial_devices
 
