@@ -44,6 +44,7 @@ THRESHOLDS = {
     "phase2_time": "every aligner's step < 3 x the step without Phase 2",
     "memory": "fits without running out of memory",
     "bf16_vs_fp32": "last-50 mean loss within 3 % of fp32, no skipped step",
+    "compile_vs_eager": "every loss of 30 steps within 1 % of eager",
     "planner": "measured (no threshold)",
 }
 
@@ -222,23 +223,41 @@ def check_first_sync() -> dict:
     return {"status": "pass" if not any(found.values()) else "fail", "first_sync": found}
 
 
+def _losses(cfg: TrainConfig, steps: int) -> tuple[list[float], int]:
+    """Losses of ``steps`` steps of ``cfg`` on CUDA over fixed batches, and the steps skipped."""
+    data = [smooth_batch(cfg.batch_size, cfg.patch_size, s) for s in range(16)]
+    run = _runs(cfg, ["cuda:0"])[0]
+    losses, bad = [], torch.zeros((), dtype=torch.int32, device="cuda")
+    for step in range(steps):
+        seed_epoch(0, 0, step)
+        rd, _, b = train_step(run, data[step % len(data)].cuda(non_blocking=True), phase2=False)
+        losses.append(rd["loss"].detach())
+        bad += b.int()
+    return [float(v) for v in losses], int(bad)
+
+
 @cuda_only
 def check_bf16(steps: int = 300) -> dict:
     """bf16 autocast against fp32 over ``steps`` steps of HPCM_Tiny: the last 50 losses."""
     tails, skipped = {}, 0
-    data = [smooth_batch(8, 256, s) for s in range(16)]
     for amp in ("fp32", "bf16"):
-        run = _runs(tiny(amp=amp, batch_size=8, patch_size=256), ["cuda:0"])[0]
-        losses, bad = [], torch.zeros((), dtype=torch.int32, device="cuda")
-        for step in range(steps):
-            seed_epoch(0, 0, step)
-            rd, _, b = train_step(run, data[step % len(data)].cuda(non_blocking=True), phase2=False)
-            losses.append(rd["loss"].detach())
-            bad += b.int()
-        tails[amp], skipped = float(torch.stack(losses[-50:]).mean()), skipped + int(bad)
+        losses, bad = _losses(tiny(amp=amp, batch_size=8, patch_size=256), steps)
+        tails[amp], skipped = sum(losses[-50:]) / 50, skipped + bad
     rel = abs(tails["bf16"] - tails["fp32"]) / tails["fp32"]
     return {"status": "pass" if rel < 0.03 and skipped == 0 else "fail",
             "relative_diff": rel, **tails}
+
+
+@cuda_only
+def check_compile(steps: int = 30) -> dict:
+    """torch.compile (Inductor, its random numbers as eager's) against eager, HPCM_Tiny."""
+    import torch._inductor.config as inductor_config
+
+    eager, _ = _losses(tiny(), steps)
+    with inductor_config.patch(fallback_random=True):
+        compiled, _ = _losses(tiny(compile=True), steps)
+    rel = max(abs(a - b) / abs(a) for a, b in zip(eager, compiled))
+    return {"status": "pass" if rel < 1e-2 else "fail", "max_relative_loss_diff": rel}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "gradient_parity": check_gradient_parity, "lockstep_vs_alone": check_lockstep,
         "run_to_run": check_run_to_run, "train_curve": check_train_curve, "first_sync": check_first_sync,
         "phase2_time": check_phase2_time, "memory": check_memory, "bf16_vs_fp32": check_bf16,
-        "planner": check_planner}
+        "compile_vs_eager": check_compile, "planner": check_planner}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(OUT), help="JSON results (default: %(default)s)")
     p.add_argument("--only", nargs="+", choices=list(checks), help="run these checks only")

@@ -1,6 +1,6 @@
 """The measured figures the dry run plans with, read from ``benchmarks/results.json`` (written by
-``benchmarks.loader``, ``benchmarks.memory --activations`` and ``benchmarks.gpu_check``), so the
-plan, the docs and the measurement are one number."""
+``benchmarks.loader`` and ``benchmarks.memory --activations``), so the plan, the docs and the
+measurement are one number."""
 from __future__ import annotations
 
 import json
