@@ -174,14 +174,13 @@ def test_a_loader_that_cannot_feed_the_gpus_is_reported_and_counted():
     assert f"--cpus-per-trial {math.ceil(16 / 0.45 / rate) + 1}" in warning
 
 
-def test_the_loader_can_be_measured_on_the_training_folder(tmp_path):
+def test_the_loader_can_be_measured_on_the_training_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
     train, val = _folders(tmp_path)
-    out = _dry_run(["--space", "phase2_delta", "--preset", "gpu-short", "--model", "HPCM_Tiny", "--train-dataset",
-                    train, "--val-dataset", val, "--measure-loader", "--step-seconds", "0.1"], tmp_path)
-    assert out.returncode == 0, out.stderr
-    line = next(line for line in out.stdout.splitlines() if line.startswith("  loader:"))
-    assert f"--measure-loader: measured here on {train}" in line
-    assert float(line.split(" workers x ")[1].split()[0]) > 0
+    plan = make_plan(SearchConfig.create("phase2_delta", "gpu-short", model="HPCM_Tiny", train_dataset=train,
+                                         val_dataset=val))
+    loader = plan_cost(plan, step_seconds=0.1, measure_loader=True).loader["HPCM_Tiny"]
+    assert loader.source == f"--measure-loader: measured here on {train}" and loader.crops_per_worker > 0
 
 
 def test_memory_per_gpu_is_the_sum_of_its_models_and_a_plan_that_does_not_fit_is_refused(tmp_path, capsys):
@@ -202,11 +201,12 @@ def test_memory_per_gpu_is_the_sum_of_its_models_and_a_plan_that_does_not_fit_is
     from trainable.cli import run_cli
 
     args = ["--space", "phase2_delta", "--preset", "gpu-day", "--gpus-per-trial", "1", "--gpu-memory-gib", "40",
-            "--storage-path", str(tmp_path / "runs")]
-    out = _dry_run(args, tmp_path)
-    assert out.returncode == 2 and "memory per GPU (HPCM_Base): about" in out.stdout
-    assert out.stderr.count("\n") == 1 and "does not fit 40 GiB; raise --gpus-per-trial, use --amp bf16, or train " \
-                                          "fewer λ (--lambdas)" in out.stderr
+            "--storage-path", str(tmp_path / "runs"), "--dry-run"]
+    assert run_cli(main, args) == 2
+    out = capsys.readouterr()
+    assert "memory per GPU (HPCM_Base): about" in out.out
+    assert out.err.count("\n") == 1 and "does not fit 40 GiB; raise --gpus-per-trial, use --amp bf16, or train " \
+                                       "fewer λ (--lambdas)" in out.err
     real = ["--space", "phase2_delta", "--preset", "gpu-short", "--gpu-memory-gib", "20", "--storage-path",
             str(tmp_path / "runs")]
     assert run_cli(main, real) == 2                                               # a real run is refused too

@@ -1,10 +1,6 @@
 """benchmarks.gpu_check can fail: its comparisons, run on the CPU, catch a wrong backward and
 pass two honest backends; without CUDA it runs what the CPU can and skips the rest by name."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +9,6 @@ from benchmarks import gpu_check
 from benchmarks.parity import first_backward, gradient_parity, smooth_batch
 from trainable.config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = TrainConfig(model_name="HPCM_Tiny", clip_max_norm=0.0, real_bpp=False)
 
 
@@ -46,10 +41,8 @@ def test_two_honest_backends_pass(reference):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without usable CUDA")
 def test_without_cuda_it_runs_the_cpu_checks_and_skips_the_rest(tmp_path):
     out = tmp_path / "gpu_check.json"
-    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out), "--only", "lockstep_vs_alone",
-                        "gradient_parity", "first_sync", "planner"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert gpu_check.main(["--out", str(out), "--only", "lockstep_vs_alone", "gradient_parity", "first_sync",
+                           "planner"]) == 0
     results = json.loads(out.read_text())
     assert results["lockstep_vs_alone"]["status"] == "pass"
     assert all(results[n]["status"] == "skipped: no CUDA" for n in ("gradient_parity", "first_sync", "planner"))
