@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +41,8 @@ THRESHOLDS = {
     "train_curve": "3 epochs reported, finite losses, bpp and fresh fits, final weights exported",
     "first_sync": "0 host syncs per steady-state step",
     "phase2_time": "every aligner's step < 3 x the step without Phase 2",
-    "memory": "fits without running out of memory",
+    "memory": "every device reserves no more than the dry run plans (an out-of-memory fails only where the plan "
+              "said it fits)",
     "bf16_vs_fp32": "last-50 mean loss within 3 % of fp32, no skipped step",
     "compile_vs_eager": "every loss of 30 steps within 1 % of eager",
     "planner": "measured (no threshold)",
@@ -169,6 +169,7 @@ def check_phase2_time() -> dict:
 
 
 def _reserved(cfg: TrainConfig, placement: list[str], x: torch.Tensor) -> dict:
+    """Per device: what it reserved over a few lockstep steps, and its allocator's retries."""
     for d in set(placement):
         torch.cuda.reset_peak_memory_stats(d)
     _step_seconds(_runs(cfg, placement), x, False, steps=2, warmup=1)
@@ -179,27 +180,46 @@ def _reserved(cfg: TrainConfig, placement: list[str], x: torch.Tensor) -> dict:
 @cuda_only
 def check_memory() -> dict:
     """max_memory_reserved and num_alloc_retries on every device: 6 HPCM_Base λ models, batch 16,
-    fp32 and bf16, on one GPU and spread over two."""
+    fp32 and bf16, on one GPU and spread over two, against what the dry run plans for them."""
+    from search.memory_plan import CUDA_CONTEXT_GIB, model_gib
+    from trainable.models import create_model
+
     x = smooth_batch(16, 256).pin_memory()
-    out, ok = {}, True
+    parameters = sum(p.numel() for p in create_model("HPCM_Base").parameters())
+    capacity = torch.cuda.get_device_properties(0).total_memory / 2**30
     placements = {"one_gpu": ["cuda:0"] * 6}
     if torch.cuda.device_count() >= 2:
         placements["two_gpus"] = [f"cuda:{k % 2}" for k in range(6)]
+    out, ok = {}, True
     for amp in ("fp32", "bf16"):
+        cfg = replace(tiny(), model_name="HPCM_Base", batch_size=16, amp=amp)
+        per_model = model_gib(cfg.model_name, parameters, cfg.batch_size, cfg.patch_size, amp)
         for where, placement in placements.items():
+            planned = {d: placement.count(d) * per_model + CUDA_CONTEXT_GIB for d in set(placement)}
             try:
-                out[f"{amp}_{where}"] = _reserved(replace(tiny(), model_name="HPCM_Base", batch_size=16, amp=amp),
-                                                  placement, x)
-            except torch.OutOfMemoryError as exc:
-                ok, out[f"{amp}_{where}"] = False, f"out of memory: {str(exc).splitlines()[0][:200]}"
+                found = _reserved(cfg, placement, x)
+                out[f"{amp}_{where}"] = {d: {**v, "planned_gib": planned[d]} for d, v in found.items()}
+                ok &= all(v["max_reserved_gib"] <= planned[d] for d, v in found.items())
+            except torch.OutOfMemoryError as exc:     # a failure only where the dry run would have let it run
+                out[f"{amp}_{where}"] = f"out of memory: {str(exc).splitlines()[0][:200]}"
+                ok &= max(planned.values()) > capacity
             torch.cuda.empty_cache()
     return {"status": "pass" if ok else "fail", **out}
 
 
+def _sync_site(exc: BaseException) -> str:
+    """The innermost project line (and the innermost line) of the traceback of a sync error."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = str(Path(__file__).resolve().parents[1])
+    project = [f for f in frames if f.filename.startswith(root)]
+    show = [f"{Path(f.filename).name}:{f.lineno} ({f.name}): {(f.line or '').strip()}" for f in (project[-1:] + frames[-1:])]
+    return " via ".join(reversed(show)) if project and project[-1] is not frames[-1] else show[0]
+
+
 @cuda_only
 def check_first_sync() -> dict:
-    """Steady-state steps (off, Phase 1, Phase 2 with each aligner) under CUDA's sync debug mode:
-    no sync; else the first one's call site."""
+    """Steady-state steps (off, Phase 1, Phase 2 with each aligner) with CUDA's sync debug mode
+    set to error: no sync; else the first one's call site."""
     x = smooth_batch(4, 128).pin_memory()
     kinds = {"off": {}, "phase1": {"spectral_reg": True, "truncation_epochs": 5},
              **{f"phase2_{a}": {"phase2_reg": True, "phase2_start_epoch": 0, "phase2_aligner": a} for a in ALIGNERS}}
@@ -210,16 +230,15 @@ def check_first_sync() -> dict:
         for step in range(3):
             step_together(runs, x, 0, step, phase2, sums, taus)
         torch.cuda.synchronize()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                for step in range(3, 6):
-                    step_together(runs, x, 0, step, phase2, sums, taus)
-            finally:
-                torch.cuda.set_sync_debug_mode(0)
-        syncs = [w for w in caught if "synchroniz" in str(w.message)]
-        found[name] = f"{syncs[0].filename}:{syncs[0].lineno}: {str(syncs[0].message)[:120]}" if syncs else None
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(3, 6):
+                step_together(runs, x, 0, step, phase2, sums, taus)
+            found[name] = None
+        except RuntimeError as exc:
+            found[name] = f"{_sync_site(exc)}: {str(exc).splitlines()[0][:120]}"
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
     return {"status": "pass" if not any(found.values()) else "fail", "first_sync": found}
 
 
@@ -262,8 +281,9 @@ def check_compile(steps: int = 30) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     checks: dict[str, Callable[[], dict]] = {
+        "run_to_run": check_run_to_run,          # first: --deterministic sets cuBLAS up before its first call
         "gradient_parity": check_gradient_parity, "lockstep_vs_alone": check_lockstep,
-        "run_to_run": check_run_to_run, "train_curve": check_train_curve, "first_sync": check_first_sync,
+        "train_curve": check_train_curve, "first_sync": check_first_sync,
         "phase2_time": check_phase2_time, "memory": check_memory, "bf16_vs_fp32": check_bf16,
         "compile_vs_eager": check_compile, "planner": check_planner}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

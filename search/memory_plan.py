@@ -67,12 +67,14 @@ def gpu_memory_gib(flag: float | None) -> tuple[float, str]:
     return DEFAULT_GPU_GIB, "default: an 80 GB GPU; --gpu-memory-gib for yours"
 
 
+def model_gib(model: str, parameters: int, batch: int, patch: int, amp: str) -> float:
+    """One λ model's estimated peak while it trains (weights, optimizer state, backward's tensors)."""
+    crop = measured("training_memory", model, f"saved_gib_per_crop_{amp}")
+    return parameters * BYTES_PER_PARAMETER / GIB + TRANSIENT * batch * (patch / 256) ** 2 * crop
+
+
 def memory_plan(plan: Plan, model: str, parameters: int, val_max_pixels: int, gpu: tuple[float, str]) -> MemoryPlan:
     base = plan.base
-    crop = measured("training_memory", model, f"saved_gib_per_crop_{base.amp}")
-    per_pixel = crop / 256**2
-    model_gib = (parameters * BYTES_PER_PARAMETER / GIB
-                 + TRANSIENT * base.batch_size * base.patch_size**2 * per_pixel)
     validation = VALIDATION_SHARE * val_max_pixels * measured("training_memory", model, "saved_gib_per_crop_fp32") / 256**2
-    return MemoryPlan(model, models_per_gpu(len(plan.lambdas), plan.config.gpus_per_trial), model_gib, validation,
-                      *gpu)
+    return MemoryPlan(model, models_per_gpu(len(plan.lambdas), plan.config.gpus_per_trial),
+                      model_gib(model, parameters, base.batch_size, base.patch_size, base.amp), validation, *gpu)
