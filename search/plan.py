@@ -16,6 +16,7 @@ from trainable.errors import InputError
 
 from .config import SearchConfig
 from .presets import PRESETS
+from .storage import check_local_root
 
 MIN_LAMBDAS = 4          # a BD-rate needs 4 RD points per curve (analysis.bd.MIN_POINTS)
 
@@ -82,6 +83,9 @@ class Plan:
 def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     """Resolve and check everything; verifies the datasets (cached manifest) unless told not to."""
     space = get_space(config.space)
+    if not is_uri(config.storage_path):
+        storage = Path(config.storage_path).expanduser().absolute()
+        check_local_root(str(storage), str(storage / (config.name or space.name)))
     model = _model(config, space)
     lambdas, lambdas_from = _lambdas(config, space)
     datasets = _datasets(config, space, verify_data)
@@ -140,7 +144,8 @@ def _lambdas(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...
 def check_bd_rate(plan: Plan) -> None:
     """A search's verdict is a BD-rate vs off: refuse fewer than MIN_LAMBDAS points per curve
     before training, unless the preset measures something else (``"bd_rate": False``, e.g.
-    steps-to-quality). Not part of :func:`make_plan`, so a dry run still prices any plan."""
+    steps-to-quality). ``search.run`` checks it for the dry run and the real run alike; not part of
+    :func:`make_plan`, so a cost model can still price any plan."""
     if len(plan.lambdas) < MIN_LAMBDAS and PRESETS[plan.config.preset].get("bd_rate", True):
         raise InputError(f"{len(plan.lambdas)} λ value(s) from {plan.lambdas_from} "
                          f"({', '.join(f'{v:g}' for v in plan.lambdas)}): a BD-rate needs at least {MIN_LAMBDAS} "

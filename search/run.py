@@ -19,7 +19,8 @@ from trainable.cli import OneLineParser, run_cli
 from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
-from .plan import Plan, make_plan
+from .interrupt import resume_command
+from .plan import Plan, check_bd_rate, make_plan
 from .presets import PRESETS
 
 PLANNING = ("dry_run", "step_seconds", "plan_gpus")     # flags of the dry run, not of the search
@@ -98,20 +99,34 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 def warm_start(plan: Plan) -> Plan:
     """Put ``init_weights`` (the preset's or ``--init-weights``: a file, a folder or a mapping
     λ → file) on every λ model's TrainConfig, after resolving a file for every λ and checking
-    that each loads strictly into the model. The preset's file is for one model (cpu-smoke:
-    the shipped HPCM_Tiny warm start); another model then starts from scratch."""
+    that each loads strictly into every model the space can choose. The preset's file is for one
+    model (cpu-smoke: the shipped HPCM_Tiny warm start): another model then starts from scratch,
+    and a space that searches that model against others is refused (one arm warm-started, the
+    others from scratch, would compare the warm start, not the models)."""
     spec = plan.config.init_weights
     if spec is None:
         return plan
     from trainable.pretrained import WARM_START_MODEL
 
-    if spec == PRESETS[plan.config.preset].get("init_weights") and plan.base.model_name != WARM_START_MODEL:
+    models = space_models(plan)
+    if spec == PRESETS[plan.config.preset].get("init_weights") and models != [WARM_START_MODEL]:
+        if WARM_START_MODEL in models:
+            raise InputError(f"space {plan.space.name!r} searches model over {', '.join(models)}, but preset "
+                             f"{plan.config.preset}'s warm start fits {WARM_START_MODEL} only; pass --init-weights "
+                             "none (every model from scratch) or one checkpoint that fits every model")
         print(f"note: preset {plan.config.preset}'s warm start is for {WARM_START_MODEL}; "
-              f"{plan.base.model_name} starts from scratch")
+              f"{', '.join(models)} start{'s' if len(models) == 1 else ''} from scratch")
         return plan
     mapping = warm_starts.resolve(spec, plan.lambdas)
-    warm_starts.check_fit(plan.base.model_name, mapping)     # torch: one CheckpointError line on a misfit
+    for model in models:      # torch: one CheckpointError line naming the λ and the model on a misfit
+        warm_starts.check_fit(model, mapping)
     return replace(plan, base=replace(plan.base, init_weights=warm_starts.encode(mapping)))
+
+
+def space_models(plan: Plan) -> list[str]:
+    """Every model a configuration of the plan can train (a searched ``model``'s choices, else the base's)."""
+    searched = plan.space.searched.get("model")
+    return sorted({str(m) for m in searched.ends}) if searched is not None else [plan.base.model_name]
 
 
 def lacks_weights(plan: Plan) -> bool:
@@ -134,11 +149,13 @@ def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
     plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
+    check_bd_rate(plan)                                    # the dry run checks what the real run will
     if args.dry_run:
         return dry_run(plan, args.step_seconds, args.plan_gpus)
     if lacks_weights(plan):
@@ -146,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(a folder or a JSON mapping with one checkpoint per λ, e.g. the official HPCM releases)")
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
-    return run_experiment(plan)
+    return run_experiment(plan, resume_command(argv))
 
 
 if __name__ == "__main__":
