@@ -113,7 +113,7 @@ def warm_start(plan: Plan) -> Plan:
         if WARM_START_MODEL in models:
             raise InputError(f"space {plan.space.name!r} searches model over {', '.join(models)}, but preset "
                              f"{plan.config.preset}'s warm start fits {WARM_START_MODEL} only; pass --init-weights "
-                             "none (every model from scratch) or one checkpoint that fits every model")
+                             "none (every model from scratch) or fix the model")
         print(f"note: preset {plan.config.preset}'s warm start is for {WARM_START_MODEL}; "
               f"{', '.join(models)} start{'s' if len(models) == 1 else ''} from scratch")
         return plan

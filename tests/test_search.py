@@ -90,6 +90,53 @@ def test_invalid_search_inputs_fail_with_one_line_before_ray_starts(tmp_path, ca
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
 
 
+MODELS = """searched: {delta: [0.0, 0.1], model: [HPCM_Tiny, HPCM_Base]}
+fixed: {phase2_reg: true}
+"""
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    (None, ["--name", "a/b"], "--name must be one folder name"),
+    (None, ["--name", ".."], "--name must be one folder name"),
+    ("file", [], "is a file; give a folder"),
+    ("under_file", [], "cannot be created"),
+    (None, ["--lambdas", "0.0067", "0.025"], "a BD-rate needs at least 4 points per curve"),
+    ("quoted_bool", [], "phase2_reg: 'false' is a str, expected a boolean (true or false, unquoted)"),
+    ("string_number", [], "delta: 'abc' is a str, expected a number (unquoted)"),
+    ("models", [], "searches model over HPCM_Base, HPCM_Tiny, but preset cpu-smoke's warm start fits HPCM_Tiny only"),
+])
+def test_the_dry_run_refuses_what_the_real_run_refuses(tmp_path, capsys, setup, args, message):
+    storage, space = tmp_path / "runs", "phase2_delta"
+    if setup in ("file", "under_file"):
+        storage.write_text("not a folder")
+        storage = storage / "deeper" if setup == "under_file" else storage
+    texts = {"quoted_bool": 'searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: "false"}\n',
+             "string_number": "searched: {delta: [abc, 0.1]}\nfixed: {phase2_reg: true}\n", "models": MODELS}
+    if setup in texts:
+        space = tmp_path / f"{setup}.yaml"
+        space.write_text(texts[setup])
+    for mode in (["--dry-run"], []):              # the same one line, dry run or not, before Ray
+        code = _cli(["--space", str(space), "--preset", "cpu-smoke", *args, "--storage-path", str(storage), *mode])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not any(p.is_dir() for p in tmp_path.iterdir())
+
+
+def test_a_searched_model_starts_from_scratch_everywhere_or_from_a_file_that_fits_each(tmp_path, capsys):
+    space = tmp_path / "models.yaml"
+    space.write_text(MODELS)
+    code = _cli(["--space", str(space), "--preset", "cpu-smoke", "--init-weights", "none", "--dry-run",
+                 "--storage-path", str(tmp_path / "runs")])
+    assert code == 0 and "warm start: none (from scratch)" in capsys.readouterr().out
+    from trainable.pretrained import warm_start_path
+
+    shutil.copy(warm_start_path(), tmp_path / "tiny.pth.tar")        # a user's file: checked against each model
+    code = _cli(["--space", str(space), "--preset", "cpu-smoke", "--init-weights", str(tmp_path / "tiny.pth.tar"),
+                 "--dry-run", "--storage-path", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit model HPCM_Base" in err and err.count("\n") == 1, err
+
+
 def test_a_bad_space_file_value_fails_before_any_trial(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("searched:\n  delta: [-1, 0.1]\nfixed: {phase2_reg: true}\n")
