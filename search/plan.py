@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from spaces import Configuration, SearchSpace, get_space
-from trainable.config import LAMBDA_SCALE, TrainConfig
-from trainable.data import SPLITS, dataset_manifest, resolve_dataset
+from trainable.config import LAMBDA_SCALE, TrainConfig, check_phase1_length
+from trainable.data import SPLITS, check_training_set, dataset_manifest, resolve_dataset
 from trainable.errors import InputError
 
 from .config import SearchConfig
@@ -100,14 +100,15 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     for lmbda in lambdas:
         try:
             replace(base, lmbda=lmbda).validated()
-        except InputError as exc:
-            raise InputError(f"λ {lmbda} (from {lambdas_from}): {exc}") from None
-    space.check(base, config.max_epochs)
+        except InputError as exc:      # say where a bad λ came from; other settings' errors stand alone
+            raise InputError(f"λ {lmbda} (from {lambdas_from}): {exc}" if "lambda" in str(exc) else str(exc)) from None
     longest = space.longest_truncation(base, config.max_epochs)
-    if longest >= config.max_epochs:
-        raise InputError(f"space {space.name!r}: Phase 1 lasts {longest} epochs (truncation_epochs) of a "
-                         f"{config.max_epochs}-epoch run, so nothing after it is trained; set truncation_fraction "
-                         f"(a share of the run, e.g. 0.0333) or truncation_epochs < {config.max_epochs}")
+    try:
+        check_phase1_length(longest, config.max_epochs, "truncation_fraction (a share of the run, e.g. 0.0333) "
+                                                         "or truncation_epochs")
+    except InputError as exc:
+        raise InputError(f"space {space.name!r}: {exc}") from None
+    space.check(base, config.max_epochs)
     _check_ms_ssim_sizes(space, config.patch_size, "--patch-size")
     searcher = config.searcher
     if searcher == "auto":
@@ -184,7 +185,7 @@ def _datasets(config: SearchConfig, space: SearchSpace, verify: bool) -> dict[st
         raise InputError(f"--val-dataset {val} is (or shares an image with) the built-in test split {builtin_test}, "
                          "which analysis.evaluate holds out; validate on another folder (default: the val split)")
     if verify:
-        dataset_manifest(train)
+        check_training_set(train, config.patch_size)
         val_sizes = dataset_manifest(val).sizes
         if val_sizes:
             _check_ms_ssim_sizes(space, min(min(size) for size in val_sizes), f"the smallest side in {val}")

@@ -276,11 +276,14 @@ class SearchSpace:
         return list(out.values())
 
     def check(self, base: TrainConfig, max_epochs: int) -> None:
-        """Every choice value and both ends of every range against TrainConfig's rules."""
-        _validated(self.name, replace(base, **self.train_values({}, max_epochs)))
+        """Every choice value and both ends of every range against TrainConfig's rules (the other
+        searched keys at their off values, so each checked point is one the space can train)."""
+        off = self.off_values()
+        if not self.searched:
+            _validated(self.name, replace(base, **self.train_values({}, max_epochs)))
         for key, p in self.searched.items():
             for value in p.ends:
-                train = self.train_values({key: value}, max_epochs)
+                train = self.train_values({**off, key: value}, max_epochs)
                 _validated(self.name, replace(base, **train), f"{key}={value!r}")
         self.off_configuration(base, max_epochs)
 

@@ -97,7 +97,7 @@ def test_checkpoint_size_is_weights_plus_two_adam_moments_per_lambda(tmp_path):
 def test_one_pass_epochs_count_the_training_images(tmp_path):
     train, val = _folders(tmp_path)
     cost = plan_cost(make_plan(SearchConfig.create("phase2_delta", "paper", model="HPCM_Tiny", batch_size=3,
-                                                   max_epochs=2, train_dataset=train, val_dataset=val)),
+                                                   patch_size=128, max_epochs=2, train_dataset=train, val_dataset=val)),
                      step_seconds=1.0)
     assert cost.steps_per_epoch == TRAIN_IMAGES // 3 and cost.steps == 2 * (TRAIN_IMAGES // 3)
 

@@ -22,18 +22,19 @@ from PIL import Image, UnidentifiedImageError
 from .bitstream import CodedImage
 from .checkpoint import load_weights
 from .cli import OneLineParser, run_cli
+from .data import to_rgb8
 from .errors import BitstreamError, InputError
 from .models import CompressionModel, create_model, model_names
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """RGB image file → [1,3,H,W] float tensor in [0,1]."""
+    """Image file → [1,3,H,W] float tensor in [0,1] (8-bit RGB as training reads it: ``to_rgb8``)."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            array = np.asarray(to_rgb8(img), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise InputError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or unsupported image {path}: {exc}") from None
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
