@@ -1,11 +1,9 @@
 """Small files in the experiment's storage, a local path or a URI (s3://, gs://, file://), via pyarrow.fs."""
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 
-from trainable.errors import InputError
+from trainable.paths import check_output_folder
 
 
 def _filesystem(root: str):
@@ -40,14 +38,5 @@ def read_bytes(root: str, relative: str) -> bytes | None:
 def check_local_root(storage: str, root: str) -> None:
     """Refuse, before Ray starts and without creating anything, a local ``--storage-path`` (or
     experiment folder ``root`` in it) that is a file, lies under a file, or cannot be written."""
-    for path, what in ((Path(storage), "--storage-path"), (Path(root), "the experiment folder")):
-        if path.exists() and not path.is_dir():
-            raise InputError(f"{what} {path} is a file; give a folder")
-    existing = Path(root)
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"--storage-path {storage} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--storage-path {storage} is not writable ({existing}: permission denied); "
-                         "give a folder you can write to")
+    check_output_folder(storage, "--storage-path")
+    check_output_folder(root, "--storage-path")

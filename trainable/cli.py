@@ -19,11 +19,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run ``main``; an :class:`InputError` (or missing file) prints ``error: ...`` and returns 2."""
+    """Run ``main``; an :class:`InputError` (or a path that cannot be read or written) prints
+    ``error: ...`` on one line and returns 2."""
     try:
         return main(argv) or 0
-    except (InputError, FileNotFoundError) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as exc:        # a path the checks before the work could not foresee (full disk, races)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return USAGE_ERROR
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

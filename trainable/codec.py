@@ -25,6 +25,7 @@ from .cli import OneLineParser, run_cli
 from .data import to_rgb8
 from .errors import BitstreamError, InputError
 from .models import CompressionModel, create_model, model_names
+from .paths import check_device, check_output_file
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -136,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--checkpoint", required=required, help="plain state_dict or training checkpoint")
         p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")
     a = parser.parse_args(argv)
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but no CUDA device is available")
+    check_device(a.device)
+    if getattr(a, "output", None) is not None:
+        check_output_file(a.output, "-o/--output")
     {"encode": _cmd_encode, "decode": _cmd_decode, "demo": _cmd_demo}[a.command](a)
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from .cli import OneLineParser, run_cli
 from .config import ALIGNMENTS, LR_SCHEDULES, METRICS, PRECISIONS, SCALE_LATENTS, SIGNS, TrainConfig
 from .models import model_names
+from .paths import check_device, check_output_folder
 from .regularizers import ALIGNERS, DISTANCES, MASKS
 from .trainer import LAST, train
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     save = Path(config.save_path)
+    check_output_folder(save, "--save_path")
+    check_device(config.device)
     resume = args.checkpoint or (str(save / LAST) if args.resume and (save / LAST).exists() else None)
     log = MetricsLog(save / "metrics.jsonl")
     wandb_log, wandb_run = _wandb_logger(args, config) if args.wandb else (None, None)
