@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from spaces import list_spaces
 from trainable import warm_start as warm_starts
@@ -20,8 +21,10 @@ from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
 from .interrupt import resume_command
-from .plan import Plan, check_bd_rate, make_plan
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 PLANNING = ("dry_run", "step_seconds", "plan_gpus")     # flags of the dry run, not of the search
 
@@ -173,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
-    plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
+    config = config_from_args(args)
+    from .plan import check_bd_rate, make_plan         # torch (datasets, models): after argparse and the cheap checks
+
+    plan = warm_start(make_plan(config))                   # every check, before Ray starts
     check_bd_rate(plan)                                    # the dry run checks what the real run will
     if args.dry_run:
         return dry_run(plan, args.step_seconds, args.plan_gpus)
