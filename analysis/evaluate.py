@@ -69,8 +69,11 @@ def evaluate(experiment_dir: str | os.PathLike[str], dataset: str | None = None,
     """
     import torch
 
+    from trainable.paths import check_device
+
     if workers < 1:
         raise AnalysisError(f"--workers must be >= 1, got {workers}")
+    check_device(device)
     experiment = load_experiment(experiment_dir)
     chosen = select_configurations(experiment, top)
     trials = eligible_trials(experiment)

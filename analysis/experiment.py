@@ -17,7 +17,9 @@ configuration × seed: status, stopped_epoch, rd_score, error, ...) and ``experi
 
 Status comes from results.csv when it lists the trial; otherwise (a search still running)
 error.txt means ERROR, a ``done`` flag or reaching ``epochs`` TERMINATED, anything else
-RUNNING, and ``status_source`` says "heuristic".
+RUNNING, and ``status_source`` says "heuristic". An experiment a stop signal interrupted
+(experiment.json's ``status``, INTERRUPTED rows of results.csv) is refused with the command
+that resumes it: its unfinished trials would read as results.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
             history += [{**identity, "epoch": scalars["epoch"], "lmbda": lmbda, **metrics}
                         for lmbda, metrics in sorted(per_lambda.items())]
     trial_frame = pd.DataFrame(trials)
+    info = _read_json(root / "experiment.json")
+    _refuse_interrupted(root, info, trial_frame)
     trial_frame = trial_frame[[*TRIAL_COLUMNS, *[c for c in trial_frame if c not in TRIAL_COLUMNS]]]
     identity = ["trial_id", "configuration", "is_off", "seed", "status", "epoch"]
     return Experiment(
@@ -92,9 +96,19 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         trials=trial_frame,
         progress=pd.DataFrame(progress, columns=None if progress else identity),
         history=pd.DataFrame(history, columns=None if history else [*identity, "lmbda"]),
-        info=_read_json(root / "experiment.json"),
+        info=info,
         status_source="results.csv" if summary else "heuristic",
     )
+
+
+def _refuse_interrupted(root: Path, info: dict[str, Any], trials: pd.DataFrame) -> None:
+    """A search a stop signal ended is unfinished: its ranking and curves would be read as results."""
+    unfinished = int((trials["status"] == "INTERRUPTED").sum())
+    if info.get("status") != "interrupted" and not unfinished:
+        return
+    how = info.get("resume_command") or "search.run's command with --resume"
+    raise AnalysisError(f"experiment {root} was interrupted ({unfinished} of {len(trials)} trials unfinished); "
+                        f"finish it first: {how}")
 
 
 def _read_summary(csv_path: Path) -> dict[str, dict[str, Any]]:

@@ -123,6 +123,7 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+        _check_name(self.name)
         if self.init_weights is not None:
             check_spec(self.init_weights)
         return self
@@ -131,6 +132,15 @@ class SearchConfig:
         out = asdict(self)
         out["lambdas"] = list(self.lambdas) if self.lambdas is not None else None
         return out
+
+
+def _check_name(name: str | None) -> None:
+    """--name is one folder under --storage-path: a separator would nest it, ``..`` leave it."""
+    if name is None:
+        return
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("~"):
+        raise InputError(f"--name must be one folder name (no '/', '\\', '~' or '..'), got {name!r}; "
+                         "put the parent folder in --storage-path")
 
 
 def _steps_to_epochs(values: dict[str, Any]) -> None:

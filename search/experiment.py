@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from trainable.errors import InputError
 from trainable.tune import tune_trainable
 
 from .cluster import cluster_max_concurrent
-from .plan import Plan, check_bd_rate, is_uri
+from .interrupt import StopSignals, exit_status
+from .plan import Plan, is_uri
 from .points import OffComparison
 from .results import ranking, trial_rows
 from .schedulers import PersistentASHA
@@ -29,7 +32,7 @@ from .storage import read_bytes, write_bytes
 
 EXPERIMENT_FILE, RESULTS_FILE = "experiment.json", "results.csv"
 # experiment.json keys a resumed run may change: where and how the driver runs, not what is trained
-RESUMABLE_CHANGES = ("resume", "address", "dashboard_host", "storage_path")
+RESUMABLE_CHANGES = ("resume", "address", "dashboard_host", "storage_path", "status", "resume_command")
 
 
 def start_ray(plan: Plan) -> None:
@@ -148,37 +151,55 @@ def describe(plan: Plan) -> str:
             f"max {plan.config.max_epochs} epochs")
 
 
-def run_experiment(plan: Plan) -> int:
-    """Run or resume; 0 when no trial errored, else 1. The last line says how many errored."""
-    check_bd_rate(plan)
+def run_experiment(plan: Plan, command: str | None = None) -> int:
+    """Run or resume; 0 when no trial errored, else 1; 128 + signal (130, 143) when a stop signal
+    interrupted it (recorded in experiment.json and results.csv; ``command`` resumes it).
+    The last line says how many errored, or how to resume."""
     existing = read_bytes(plan.root, EXPERIMENT_FILE)
     record = json.loads(json.dumps(plan.record()))        # as stored: tuples are lists
     if existing is not None:
         if not plan.config.resume:
             raise InputError(f"experiment {plan.root} exists; pass --resume to finish it or --name for a new one")
-        changed = changed_settings(json.loads(existing), record)
+        before = json.loads(existing)
+        changed = changed_settings(before, record)
         if changed:   # the restored Tuner would keep the old plan while experiment.json claimed the new one
             raise InputError(f"--resume with other settings than {plan.root} was started with: "
                              f"{'; '.join(changed)}; rerun with its settings or give a new --name")
+        record = before
     print(describe(plan))
     start_ray(plan)
     check_resources(plan)
-    if existing is None:
-        write_bytes(plan.root, EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
+    _write_record(plan, record, "running", command)
     start = time.perf_counter()
-    grid = build_tuner(plan).fit()
-    table = pd.DataFrame(trial_rows(grid, plan.config.max_epochs))
+    with StopSignals() as stop:
+        grid = build_tuner(plan).fit()
+    table = pd.DataFrame(trial_rows(grid, plan.config.max_epochs, interrupted=stop.received is not None))
     write_bytes(plan.root, RESULTS_FILE, table.to_csv(index=False).encode())
+    _write_record(plan, record, "interrupted" if stop.received else "finished", command)
     counts = table["status"].value_counts() if not table.empty else {}
+    interrupted = int(counts.get("INTERRUPTED", 0))
     print(f"\n{len(table)} trials in {time.perf_counter() - start:.0f} s: "
-          f"{counts.get('TERMINATED', 0)} finished, {counts.get('STOPPED', 0)} stopped early by ASHA")
+          f"{counts.get('TERMINATED', 0)} finished, {counts.get('STOPPED', 0)} stopped early by ASHA"
+          + (f", {interrupted} interrupted" if stop.received else ""))
     best = ranking(table) if not table.empty else table
     if not best.empty:
         print("\nconfigurations by mean validation rd_score (lower is better; STOPPED and ERROR excluded):")
         print(best.to_string(index=False))
     print(f"\nresults: {plan.root}/{RESULTS_FILE}")
+    if stop.received:
+        name = signal.Signals(stop.received).name
+        sys.stdout.flush()
+        print(f"interrupted by {name}: {interrupted} of {len(table)} trials unfinished, their checkpoints kept; "
+              f"resume with: {command or 'the same command with --resume'}", file=sys.stderr)
+        return exit_status(stop.received)
     print(f"next:    python -m analysis.evaluate {plan.root} && python -m analysis.report {plan.root}")
     errored = int(counts.get("ERROR", 0))
     where = f"; messages: column 'error' of {plan.root}/{RESULTS_FILE} and error.txt in each trial dir" if errored else ""
     print(f"{errored} of {len(table)} trials errored{where}")
     return 1 if errored else 0
+
+
+def _write_record(plan: Plan, record: dict, status: str, command: str | None) -> None:
+    """experiment.json with the run's ``status`` (running, interrupted, finished) and its resume command."""
+    record.update(status=status, resume_command=command)
+    write_bytes(plan.root, EXPERIMENT_FILE, json.dumps(record, indent=2).encode())

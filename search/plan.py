@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from spaces import Configuration, SearchSpace, get_space
-from trainable.config import LAMBDA_SCALE, TrainConfig
-from trainable.data import SPLITS, dataset_manifest, resolve_dataset
+from trainable.config import LAMBDA_SCALE, TrainConfig, check_phase1_length
+from trainable.data import SPLITS, check_training_set, dataset_manifest, resolve_dataset
 from trainable.errors import InputError
 
 from .config import SearchConfig
 from .presets import PRESETS
+from .storage import check_local_root
 
 MIN_LAMBDAS = 4          # a BD-rate needs 4 RD points per curve (analysis.bd.MIN_POINTS)
 
@@ -82,6 +83,9 @@ class Plan:
 def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     """Resolve and check everything; verifies the datasets (cached manifest) unless told not to."""
     space = get_space(config.space)
+    if not is_uri(config.storage_path):
+        storage = Path(config.storage_path).expanduser().absolute()
+        check_local_root(str(storage), str(storage / (config.name or space.name)))
     model = _model(config, space)
     lambdas, lambdas_from = _lambdas(config, space)
     datasets = _datasets(config, space, verify_data)
@@ -97,14 +101,15 @@ def make_plan(config: SearchConfig, verify_data: bool = True) -> Plan:
     for lmbda in lambdas:
         try:
             replace(base, lmbda=lmbda).validated()
-        except InputError as exc:
-            raise InputError(f"λ {lmbda} (from {lambdas_from}): {exc}") from None
-    space.check(base, config.max_epochs)
+        except InputError as exc:      # say where a bad λ came from; other settings' errors stand alone
+            raise InputError(f"λ {lmbda} (from {lambdas_from}): {exc}" if "lambda" in str(exc) else str(exc)) from None
     longest = space.longest_truncation(base, config.max_epochs)
-    if longest >= config.max_epochs:
-        raise InputError(f"space {space.name!r}: Phase 1 lasts {longest} epochs (truncation_epochs) of a "
-                         f"{config.max_epochs}-epoch run, so nothing after it is trained; set truncation_fraction "
-                         f"(a share of the run, e.g. 0.0333) or truncation_epochs < {config.max_epochs}")
+    try:
+        check_phase1_length(longest, config.max_epochs, "truncation_fraction (a share of the run, e.g. 0.0333) "
+                                                         "or truncation_epochs")
+    except InputError as exc:
+        raise InputError(f"space {space.name!r}: {exc}") from None
+    space.check(base, config.max_epochs)
     _check_ms_ssim_sizes(space, config.patch_size, "--patch-size")
     searcher = config.searcher
     if searcher == "auto":
@@ -141,7 +146,8 @@ def _lambdas(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...
 def check_bd_rate(plan: Plan) -> None:
     """A search's verdict is a BD-rate vs off: refuse fewer than MIN_LAMBDAS points per curve
     before training, unless the preset measures something else (``"bd_rate": False``, e.g.
-    steps-to-quality). Not part of :func:`make_plan`, so a dry run still prices any plan."""
+    steps-to-quality). ``search.run`` checks it for the dry run and the real run alike; not part of
+    :func:`make_plan`, so a cost model can still price any plan."""
     if len(plan.lambdas) < MIN_LAMBDAS and PRESETS[plan.config.preset].get("bd_rate", True):
         raise InputError(f"{len(plan.lambdas)} λ value(s) from {plan.lambdas_from} "
                          f"({', '.join(f'{v:g}' for v in plan.lambdas)}): a BD-rate needs at least {MIN_LAMBDAS} "
@@ -180,7 +186,7 @@ def _datasets(config: SearchConfig, space: SearchSpace, verify: bool) -> dict[st
         raise InputError(f"--val-dataset {val} is (or shares an image with) the built-in test split {builtin_test}, "
                          "which analysis.evaluate holds out; validate on another folder (default: the val split)")
     if verify:
-        dataset_manifest(train)
+        check_training_set(train, config.patch_size)
         val_sizes = dataset_manifest(val).sizes
         if val_sizes:
             _check_ms_ssim_sizes(space, min(min(size) for size in val_sizes), f"the smallest side in {val}")

@@ -6,17 +6,21 @@ from pathlib import Path
 
 import pandas as pd
 
-STATUSES = ("TERMINATED", "STOPPED", "ERROR")   # STOPPED: by ASHA, before max_epochs
+# STOPPED: by ASHA, before max_epochs; INTERRUPTED: unfinished when a stop signal ended the search
+STATUSES = ("TERMINATED", "STOPPED", "ERROR", "INTERRUPTED")
 
 
-def trial_rows(result_grid, max_epochs: int) -> list[dict]:
+def trial_rows(result_grid, max_epochs: int, interrupted: bool = False) -> list[dict]:
+    """One row per trial. After an interruption, a trial short of ``max_epochs`` whose last result
+    Tune did not mark ``done`` (it does when the scheduler stops a trial) is INTERRUPTED, not STOPPED."""
     rows = []
     for r in result_grid:
         config = r.config or {}
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         last = r.metrics or {}
         epochs_run = int(history["epoch"].max()) if "epoch" in history and history["epoch"].notna().any() else 0
-        status = "ERROR" if r.error else "STOPPED" if epochs_run < max_epochs else "TERMINATED"
+        status = "ERROR" if r.error else "TERMINATED" if epochs_run >= max_epochs else \
+            "INTERRUPTED" if interrupted and not last.get("done") else "STOPPED"
         row = {"trial_id": last.get("trial_id") or Path(r.path).name, "trial_dir": r.path,
                "configuration": config.get("configuration"), "is_off": bool(config.get("is_off")),
                "seed": config.get("seed"), "status": status, "epochs_run": epochs_run,

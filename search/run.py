@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from spaces import list_spaces
 from trainable import warm_start as warm_starts
@@ -19,8 +20,11 @@ from trainable.cli import OneLineParser, run_cli
 from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
-from .plan import Plan, make_plan
+from .interrupt import resume_command
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 PLANNING = ("dry_run", "step_seconds", "plan_gpus", "step_seconds_from", "measure_loader",
             "gpu_memory_gib")     # flags of the plan's cost, not of the search
@@ -107,20 +111,34 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 def warm_start(plan: Plan) -> Plan:
     """Put ``init_weights`` (the preset's or ``--init-weights``: a file, a folder or a mapping
     λ → file) on every λ model's TrainConfig, after resolving a file for every λ and checking
-    that each loads strictly into the model. The preset's file is for one model (cpu-smoke:
-    the shipped HPCM_Tiny warm start); another model then starts from scratch."""
+    that each loads strictly into every model the space can choose. The preset's file is for one
+    model (cpu-smoke: the shipped HPCM_Tiny warm start): another model then starts from scratch,
+    and a space that searches that model against others is refused (one arm warm-started, the
+    others from scratch, would compare the warm start, not the models)."""
     spec = plan.config.init_weights
     if spec is None:
         return plan
     from trainable.pretrained import WARM_START_MODEL
 
-    if spec == PRESETS[plan.config.preset].get("init_weights") and plan.base.model_name != WARM_START_MODEL:
+    models = space_models(plan)
+    if spec == PRESETS[plan.config.preset].get("init_weights") and models != [WARM_START_MODEL]:
+        if WARM_START_MODEL in models:
+            raise InputError(f"space {plan.space.name!r} searches model over {', '.join(models)}, but preset "
+                             f"{plan.config.preset}'s warm start fits {WARM_START_MODEL} only; pass --init-weights "
+                             "none (every model from scratch) or fix the model")
         print(f"note: preset {plan.config.preset}'s warm start is for {WARM_START_MODEL}; "
-              f"{plan.base.model_name} starts from scratch")
+              f"{', '.join(models)} start{'s' if len(models) == 1 else ''} from scratch")
         return plan
     mapping = warm_starts.resolve(spec, plan.lambdas)
-    warm_starts.check_fit(plan.base.model_name, mapping)     # torch: one CheckpointError line on a misfit
+    for model in models:      # torch: one CheckpointError line naming the λ and the model on a misfit
+        warm_starts.check_fit(model, mapping)
     return replace(plan, base=replace(plan.base, init_weights=warm_starts.encode(mapping)))
+
+
+def space_models(plan: Plan) -> list[str]:
+    """Every model a configuration of the plan can train (a searched ``model``'s choices, else the base's)."""
+    searched = plan.space.searched.get("model")
+    return sorted({str(m) for m in searched.ends}) if searched is not None else [plan.base.model_name]
 
 
 def lacks_weights(plan: Plan) -> bool:
@@ -142,18 +160,41 @@ def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None, step_secon
         print(f"note: preset {plan.config.preset} fine-tunes released checkpoints; a real run needs --init-weights")
     cost = plan_cost(plan, step_seconds=step_seconds, gpus=gpus, step_seconds_from=step_seconds_from,
                      measure_loader=measure_loader, gpu_memory=gpu_memory)
-    print("\n".join(cost.lines()))
+    print("\n".join(with_overhead(cost) if cost.unit == "CPU" else cost.lines()))
     for memory in cost.memory.values():
         memory.check()
     return 0
 
 
+def with_overhead(cost) -> list[str]:
+    """A CPU plan's cost lines with each trial's start-up, checkpoints and real bpp (:mod:`.overhead`)
+    counted in the total: on a small CPU budget they are a large share of a trial."""
+    from .overhead import trial_overhead
+
+    plan, lines = cost.plan, cost.lines()
+    extra = 0.0
+    for model, trials in cost.trials.items():
+        overhead = trial_overhead(plan.config.max_epochs, plan.config.checkpoint_every, cost.lambdas,
+                                  cost.models[model].checkpoint_bytes, cost.val_pixels)
+        lines.insert(-1, overhead.line(trials, cost.unit) + (f" ({model})" if len(cost.trials) > 1 else ""))
+        extra += trials * overhead.seconds / 3600
+    total = cost.total_hours + extra
+    lines[-1] = (f"total: {total:.2f} CPU-hours (steps and validations {cost.total_hours:.2f}, "
+                 f"per-trial overhead {extra:.2f})")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
-    plan = warm_start(make_plan(config_from_args(args)))   # every check, before Ray starts
+    config = config_from_args(args)
+    from .plan import check_bd_rate, make_plan         # torch (datasets, models): after argparse and the cheap checks
+
+    plan = warm_start(make_plan(config))                   # every check, before Ray starts
+    check_bd_rate(plan)                                    # the dry run checks what the real run will
     if args.dry_run:
         return dry_run(plan, args.step_seconds, args.plan_gpus, args.step_seconds_from, args.measure_loader,
                        args.gpu_memory_gib)
@@ -165,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     check_memory(plan, args.gpu_memory_gib)
     from .experiment import run_experiment             # imports Ray and torch: only for a valid plan
 
-    return run_experiment(plan)
+    return run_experiment(plan, resume_command(argv))
 
 
 if __name__ == "__main__":

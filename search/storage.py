@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import uuid
 
+from trainable.paths import check_output_folder
+
 
 def _filesystem(root: str):
     import pyarrow.fs
@@ -31,3 +33,10 @@ def read_bytes(root: str, relative: str) -> bytes | None:
             return f.read()
     except (FileNotFoundError, OSError):
         return None
+
+
+def check_local_root(storage: str, root: str) -> None:
+    """Refuse, before Ray starts and without creating anything, a local ``--storage-path`` (or
+    experiment folder ``root`` in it) that is a file, lies under a file, or cannot be written."""
+    check_output_folder(storage, "--storage-path")
+    check_output_folder(root, "--storage-path")

@@ -58,6 +58,23 @@ def field_name(key: str) -> str:
     return ALIASES.get(key, key)
 
 
+# What a YAML value must be for each TrainConfig annotation (a quoted "false" is a true string).
+_TYPES = {"bool": ("a boolean (true or false, unquoted)", lambda v: isinstance(v, bool)),
+          "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+          "float": ("a number (unquoted)", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+          "str": ("a string", lambda v: isinstance(v, str)),
+          "None": ("null", lambda v: v is None)}
+
+
+def check_type(space: str, key: str, value: Any) -> None:
+    """Refuse a value of the wrong type for its TrainConfig field, naming the key, the value and the type."""
+    annotation = "float" if key == "truncation_fraction" else str(TrainConfig.__dataclass_fields__[field_name(key)].type)
+    kinds = [k.strip() for k in annotation.split("|")]
+    if not any(_TYPES[k][1](value) for k in kinds if k in _TYPES):
+        expected = " or ".join(_TYPES[k][0] for k in kinds if k in _TYPES)
+        raise InputError(f"space {space!r}: {key}: {value!r} is a {type(value).__name__}, expected {expected}")
+
+
 def truncation_epochs(fraction: float, max_epochs: int) -> int:
     """Phase 1 length for a fraction of the trial's epochs (0: off; otherwise 1 .. max_epochs - 1)."""
     return 0 if fraction <= 0 else max(1, min(max_epochs - 1, round(fraction * max_epochs)))
@@ -146,6 +163,11 @@ class SearchSpace:
                 raise InputError(f"space {self.name!r}: unknown parameter {key!r}{hint}")
             if key in ("lmbda", "epochs", "save_path"):
                 raise InputError(f"space {self.name!r}: {key!r} is set by the search, not by a space")
+        for key, value in [*self.fixed.items(), *self.off.items()]:
+            check_type(self.name, key, value)
+        for key, p in self.searched.items():
+            for value in p.ends:
+                check_type(self.name, key, value)
         both = set(self.searched) & set(self.fixed)
         if both:
             raise InputError(f"space {self.name!r}: {', '.join(sorted(both))} both searched and fixed")
@@ -254,11 +276,14 @@ class SearchSpace:
         return list(out.values())
 
     def check(self, base: TrainConfig, max_epochs: int) -> None:
-        """Every choice value and both ends of every range against TrainConfig's rules."""
-        _validated(self.name, replace(base, **self.train_values({}, max_epochs)))
+        """Every choice value and both ends of every range against TrainConfig's rules (the other
+        searched keys at their off values, so each checked point is one the space can train)."""
+        off = self.off_values()
+        if not self.searched:
+            _validated(self.name, replace(base, **self.train_values({}, max_epochs)))
         for key, p in self.searched.items():
             for value in p.ends:
-                train = self.train_values({key: value}, max_epochs)
+                train = self.train_values({**off, key: value}, max_epochs)
                 _validated(self.name, replace(base, **train), f"{key}={value!r}")
         self.off_configuration(base, max_epochs)
 

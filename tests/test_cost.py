@@ -57,7 +57,7 @@ def test_a_step_budget_becomes_whole_evaluation_periods():
 def test_dry_run_cost_matches_hand_arithmetic_and_never_imports_ray(tmp_path):
     train, val = _folders(tmp_path)
     step_s, batch, patch, spe, steps, seeds = 0.5, 2, 64, 100, 1000, 3
-    args = ["--space", "phase2_delta", "--preset", "gpu-short", "--lambdas", "0.0067", "0.025", "--seeds", str(seeds),
+    args = ["--space", "phase2_delta", "--preset", "gpu-short", "--lambdas", "0.0035", "0.0067", "0.013", "0.025", "--seeds", str(seeds),
             "--model", "HPCM_Tiny", "--batch-size", str(batch), "--patch-size", str(patch), "--max-steps", str(steps),
             "--steps-per-epoch", str(spe), "--step-seconds", str(step_s), "--train-dataset", train,
             "--test-dataset", val, "--storage-path", str(tmp_path / "runs"), "--plan-gpus", "8"]
@@ -66,21 +66,21 @@ def test_dry_run_cost_matches_hand_arithmetic_and_never_imports_ray(tmp_path):
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "ray not imported" and not (tmp_path / "runs").exists()
     # by hand: phase2_delta's grid is δ ∈ {0 (off), 0.05, 0.1, 0.15}: 4 configurations x 3 seeds,
-    # 2 λ models each; 10 validations per model, each a forward over 10,000 pixels at a third
+    # 4 λ models each; 10 validations per model, each a forward over 10,000 pixels at a third
     # of a step's cost per pixel of the 2 x 64² batch.
     validation = step_s / 3 * 10_000 / (batch * patch * patch)
-    hours = 4 * seeds * 2 * (steps * step_s + (steps // spe) * validation) / 3600
+    hours = 4 * seeds * 4 * (steps * step_s + (steps // spe) * validation) / 3600
     total = lines[-2]
     assert total.startswith("total: ") and total.endswith(" GPU-hours")
     assert float(total.split()[1]) == pytest.approx(hours, abs=0.051)
     assert "= 12 trials" in out.stdout and "1,000 steps each = 10 validations every 100 steps" in out.stdout
     cost = plan_cost(make_plan(SearchConfig.create(
-        "phase2_delta", "gpu-short", lambdas=(0.0067, 0.025), seeds=seeds, model="HPCM_Tiny", batch_size=batch,
+        "phase2_delta", "gpu-short", lambdas=(0.0035, 0.0067, 0.013, 0.025), seeds=seeds, model="HPCM_Tiny", batch_size=batch,
         patch_size=patch, max_steps=steps, steps_per_epoch=spe, train_dataset=train, val_dataset=val)),
         step_seconds=step_s, gpus=8)
     assert cost.total_hours == pytest.approx(hours, rel=1e-9)
-    # 8 GPUs, 1 per trial: 12 trials take two rounds of one trial (its 2 λ models one after another)
-    assert f"about {2 * 2 * (steps * step_s + 10 * validation) / 3600:.1f} h wall-clock (2 rounds" in out.stdout
+    # 8 GPUs, 1 per trial: 12 trials take two rounds of one trial (its 4 λ models one after another)
+    assert f"about {2 * 4 * (steps * step_s + 10 * validation) / 3600:.1f} h wall-clock (2 rounds" in out.stdout
 
 
 def test_checkpoint_size_is_weights_plus_two_adam_moments_per_lambda(tmp_path):
@@ -97,7 +97,7 @@ def test_checkpoint_size_is_weights_plus_two_adam_moments_per_lambda(tmp_path):
 def test_one_pass_epochs_count_the_training_images(tmp_path):
     train, val = _folders(tmp_path)
     cost = plan_cost(make_plan(SearchConfig.create("phase2_delta", "paper", model="HPCM_Tiny", batch_size=3,
-                                                   max_epochs=2, train_dataset=train, val_dataset=val)),
+                                                   patch_size=128, max_epochs=2, train_dataset=train, val_dataset=val)),
                      step_seconds=1.0)
     assert cost.steps_per_epoch == TRAIN_IMAGES // 3 and cost.steps == 2 * (TRAIN_IMAGES // 3)
 

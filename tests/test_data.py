@@ -127,7 +127,7 @@ def test_manifest_decodes_once_and_again_only_what_changed(tmp_path):
     assert manifest_path(folder.absolute()).is_file()
     before = decode_count()
     assert verify_dataset(folder) == files and decode_count() == before      # unchanged: nothing decoded
-    ImageFolder(folder).verify()                                              # what every trial calls
+    ImageFolder(folder, patch_size=8).verify()                                # what every trial calls
     ImageFolder(folder, train=False).verify()
     assert decode_count() == before
     Image.new("RGB", (50, 20)).save(folder / "003.png")                       # rewritten: new size and mtime
@@ -213,3 +213,58 @@ def test_the_batch_stream_depends_on_seed_and_epoch_only_not_on_workers_or_resum
     assert all(torch.equal(a, next(resumed)) for a in epochs[1])          # epoch 2 alike, with 2 workers
     assert not torch.equal(epochs[0][0], epochs[1][0])
     assert all(b.shape == (4, 3, 64, 64) for e in epochs for b in e)
+
+
+def test_a_16_bit_greyscale_ramp_reads_at_its_true_mean_everywhere_a_model_reads_it(tmp_path):
+    from trainable.codec import load_image
+
+    ramp = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (192, 1))    # true mean 0.5
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    assert Image.open(tmp_path / "ramp16.png").mode.startswith("I")
+    expected = torch.from_numpy(np.rint(ramp / 257.0) / 255.0).float()                 # by hand: 16 → 8 bits
+    whole = read_rgb(tmp_path / "ramp16.png")
+    assert whole.mean().item() == pytest.approx(0.5, abs=0.002) and torch.allclose(whole[1], expected)
+    assert torch.allclose(load_image(tmp_path / "ramp16.png")[0], whole)              # evaluation reads the same
+    crop = ImageFolder(tmp_path, patch_size=128)[(0, 3)]
+    assert crop.shape == (3, 128, 128) and 0.2 < crop.mean().item() < 0.8               # not near-white
+    # the manifest's digest is of what the model sees, so a copy stored as 8-bit RGB is the same image
+    Image.fromarray(np.rint(ramp / 257.0).astype(np.uint8)).convert("RGB").save(tmp_path / "ramp8.png")
+    digests = dataset_manifest(tmp_path).digests
+    assert digests[0] == digests[1]
+
+
+def test_palette_greyscale_and_alpha_images_read_as_their_rgb(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(tmp_path / "p.png")
+    Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (20, 30), dtype=np.uint8)]), "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "l.png")
+    as_float = lambda a: torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)   # noqa: E731
+    assert torch.equal(read_rgb(tmp_path / "p.png"), as_float(np.asarray(palette.convert("RGB"))))
+    assert torch.equal(read_rgb(tmp_path / "a.png"), as_float(rgb))                     # alpha dropped, colours kept
+    assert torch.equal(read_rgb(tmp_path / "l.png"), as_float(np.repeat(rgb[:, :, :1], 3, axis=2)))
+
+
+def test_float_images_are_refused_in_one_line(tmp_path):
+    Image.fromarray(np.full((16, 16), 0.5, dtype=np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match=r"^corrupt image: .*f\.tif \(floating-point pixels") as exc:
+        verify_dataset(tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_training_set_needs_two_images_whose_crops_are_mostly_image(tmp_path):
+    from trainable.data import check_training_set
+
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.new("RGB", (200, 200)).save(one / "a.png")
+    with pytest.raises(DataError, match="has 1 image\\(s\\); training needs at least 2"):
+        ImageFolder(one, patch_size=128).verify()
+    Image.new("RGB", (120, 128)).save(one / "b.png")         # 1 - 120/128 = 6 % padding: trains
+    assert len(check_training_set(one, 128).files) == 2
+    Image.new("RGB", (8, 8)).save(one / "c.png")             # 99.6 % padding: refused, named
+    with pytest.raises(DataError, match=r"c\.png is 8x8: its 128x128 crops would be 100% padding \(at most 25%\)"):
+        ImageFolder(one, patch_size=128).verify()
+    ImageFolder(one, train=False).verify()                   # any size validates (whole images)
+    assert len(check_training_set(one, 8).files) == 3

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -87,6 +88,53 @@ def test_invalid_search_inputs_fail_with_one_line_before_ray_starts(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+MODELS = """searched: {delta: [0.0, 0.1], model: [HPCM_Tiny, HPCM_Base]}
+fixed: {phase2_reg: true}
+"""
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    (None, ["--name", "a/b"], "--name must be one folder name"),
+    (None, ["--name", ".."], "--name must be one folder name"),
+    ("file", [], "is a file; give a folder"),
+    ("under_file", [], "cannot be created"),
+    (None, ["--lambdas", "0.0067", "0.025"], "a BD-rate needs at least 4 points per curve"),
+    ("quoted_bool", [], "phase2_reg: 'false' is a str, expected a boolean (true or false, unquoted)"),
+    ("string_number", [], "delta: 'abc' is a str, expected a number (unquoted)"),
+    ("models", [], "searches model over HPCM_Base, HPCM_Tiny, but preset cpu-smoke's warm start fits HPCM_Tiny only"),
+])
+def test_the_dry_run_refuses_what_the_real_run_refuses(tmp_path, capsys, setup, args, message):
+    storage, space = tmp_path / "runs", "phase2_delta"
+    if setup in ("file", "under_file"):
+        storage.write_text("not a folder")
+        storage = storage / "deeper" if setup == "under_file" else storage
+    texts = {"quoted_bool": 'searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: "false"}\n',
+             "string_number": "searched: {delta: [abc, 0.1]}\nfixed: {phase2_reg: true}\n", "models": MODELS}
+    if setup in texts:
+        space = tmp_path / f"{setup}.yaml"
+        space.write_text(texts[setup])
+    for mode in (["--dry-run"], []):              # the same one line, dry run or not, before Ray
+        code = _cli(["--space", str(space), "--preset", "cpu-smoke", *args, "--storage-path", str(storage), *mode])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not any(p.is_dir() for p in tmp_path.iterdir())
+
+
+def test_a_searched_model_starts_from_scratch_everywhere_or_from_a_file_that_fits_each(tmp_path, capsys):
+    space = tmp_path / "models.yaml"
+    space.write_text(MODELS)
+    code = _cli(["--space", str(space), "--preset", "cpu-smoke", "--init-weights", "none", "--dry-run",
+                 "--storage-path", str(tmp_path / "runs")])
+    assert code == 0 and "warm start: none (from scratch)" in capsys.readouterr().out
+    from trainable.pretrained import warm_start_path
+
+    shutil.copy(warm_start_path(), tmp_path / "tiny.pth.tar")        # a user's file: checked against each model
+    code = _cli(["--space", str(space), "--preset", "cpu-smoke", "--init-weights", str(tmp_path / "tiny.pth.tar"),
+                 "--dry-run", "--storage-path", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit model HPCM_Base" in err and err.count("\n") == 1, err
 
 
 def test_a_bad_space_file_value_fails_before_any_trial(tmp_path, capsys):
@@ -437,3 +485,58 @@ def test_an_errored_trial_makes_the_search_exit_non_zero(tmp_path):
     table = pd.read_csv(tmp_path / "err" / "results.csv")
     assert list(table["status"]) == ["ERROR"] and "non-finite loss" in table["error"][0]
     assert "Ray dashboard: http://127.0.0.1:" in r.stdout and "ray get-auth-token" in r.stdout   # local only
+
+
+def test_sigterm_reaches_tunes_graceful_stop_and_a_second_signal_aborts():
+    from search.interrupt import StopSignals
+
+    calls = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))   # Tune's, during fit()
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            assert stop.received == signal.SIGTERM and calls == [signal.SIGTERM]
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_an_interruption_recorded_refused_by_analysis_and_resumable(tmp_path):
+    signum = signal.SIGINT
+    space = tmp_path / "two.yaml"
+    space.write_text("searched: {delta: [0.0, 0.1]}\nfixed: {phase2_reg: true}\n")
+    args = ["--space", str(space), "--name", "int", *TINY, "--max-epochs", "3", "--storage-path", str(tmp_path)]
+    env = {**os.environ, "HPCM_TUNE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    root = tmp_path / "int"
+    deadline, started = time.time() + 300, []
+    while time.time() < deadline and not started:      # the signal once the first trial has reported an epoch
+        started = [p for p in root.glob("trial_*/result.json") if p.read_text().count("\n") >= 1]
+        time.sleep(0.3)
+    assert started, "no trial progressed"
+    proc.send_signal(signum)                          # the driver only, as `kill` or a cluster scheduler does
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, out[-2000:] + err[-3000:]
+    last = err.strip().splitlines()[-1]
+    command = f"python -m search.run {' '.join(args)} --resume"
+    assert last.startswith(f"interrupted by {signal.Signals(signum).name}: ") and last.endswith(command), last
+    assert "Tuner.restore" not in out + err and "next:" not in out and "stopped early by ASHA" in out
+    table = pd.read_csv(root / "results.csv")
+    assert "INTERRUPTED" in set(table["status"]) and "STOPPED" not in set(table["status"])
+    assert json.loads((root / "experiment.json").read_text())["status"] == "interrupted"
+    for tool in ("analysis.evaluate", "analysis.report"):       # unfinished trials are not results
+        r = subprocess.run([sys.executable, "-m", tool, str(root)], cwd=ROOT, capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "was interrupted" in r.stderr, r.stderr
+        assert command in r.stderr and not (root / "evaluation").exists() and not (root / "report").exists()
+    r = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True,
+                       env=env, timeout=600)                   # the printed command, as the user runs it
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    table = pd.read_csv(root / "results.csv")
+    assert sorted(table["configuration"]) == ["delta=0.1", "off"] and (table["status"] == "TERMINATED").all()
+    assert json.loads((root / "experiment.json").read_text())["status"] == "finished"

@@ -76,10 +76,10 @@ def test_phase2_gradients_reach_encoder_and_learned_aligners_are_optimized(small
 
 def test_resume_gives_the_same_next_epoch_metrics(small, tmp_path):
     # Phase 1 spans the interruption (tau per step) and Phase 2 runs from the start (aligner state).
-    cfg = replace(small, phase2_reg=True, epochs=3, spectral_reg=True, truncation_epochs=3, phase2_start_epoch=0)
+    cfg = replace(small, phase2_reg=True, spectral_reg=True, truncation_epochs=3, phase2_start_epoch=0)
     full = [m for m, _ in _collect(cfg)]
-    part = replace(cfg, save_path=str(tmp_path / "part"), epochs=3)
-    # interrupt after epoch 2: train a 3-epoch config but stop via an exception in report
+    part = replace(cfg, save_path=str(tmp_path / "part"))
+    # interrupt after epoch 2: train a 4-epoch config but stop via an exception in report
     seen = []
 
     def stop_after_two(m, d):
@@ -90,7 +90,7 @@ def test_resume_gives_the_same_next_epoch_metrics(small, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(part, stop_after_two)
     resumed = [m for m, _ in _collect(part, resume=Path(part.save_path) / LAST)]
-    assert [m["epoch"] for m in resumed] == [3]
+    assert [m["epoch"] for m in resumed] == [3, 4]
     assert resumed[0]["tau"] == full[2]["tau"] == pytest.approx(1.0)
     for key in ("train_loss", "val_loss", "val_bpp", "inter_scale_reg", "val_inter_scale_r2_s1_s2"):
         assert resumed[0][key] == pytest.approx(full[2][key], rel=1e-5, abs=1e-7), key

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,21 @@ def load_file(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():       # torch's unpickler warns about protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated zips / bad pickles
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {reason[:200]}") from None
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """One whole sentence: torch's weights-only refusal is a paragraph of advice that does not apply here."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        return ("not a torch weights file, or one holding Python objects, which a weights-only load refuses "
+                "(save a plain state_dict)")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.split(". ")[0].rstrip(".")[:200]
 
 
 def model_state(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -18,12 +18,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"error: {message} (see --help)\n")
 
 
+def registry_name(load: Callable[[], object]) -> Callable[[str], str]:
+    """An argparse ``type`` that accepts the names ``load()`` returns (a registry filled by torch
+    modules), read only when a value is checked: argparse would list ``choices`` in every
+    ``--help``, importing torch (seconds) to print it."""
+    def name(value: str) -> str:
+        names = tuple(load())
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(names)})")
+        return value
+    return name
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run ``main``; an :class:`InputError` (or missing file) prints ``error: ...`` and returns 2."""
+    """Run ``main``; an :class:`InputError` (or a path that cannot be read or written) prints
+    ``error: ...`` on one line and returns 2."""
     try:
         return main(argv) or 0
-    except (InputError, FileNotFoundError) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as exc:        # a path the checks before the work could not foresee (full disk, races)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return USAGE_ERROR
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,18 +22,20 @@ from PIL import Image, UnidentifiedImageError
 from .bitstream import CodedImage
 from .checkpoint import load_weights
 from .cli import OneLineParser, run_cli
+from .data import to_rgb8
 from .errors import BitstreamError, InputError
 from .models import CompressionModel, create_model, model_names
+from .paths import check_device, check_output_file
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """RGB image file → [1,3,H,W] float tensor in [0,1]."""
+    """Image file → [1,3,H,W] float tensor in [0,1] (8-bit RGB as training reads it: ``to_rgb8``)."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            array = np.asarray(to_rgb8(img), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise InputError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or unsupported image {path}: {exc}") from None
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -135,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--checkpoint", required=required, help="plain state_dict or training checkpoint")
         p.add_argument("--device", default="cpu", help="cpu | cuda (default: %(default)s)")
     a = parser.parse_args(argv)
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but no CUDA device is available")
+    check_device(a.device)
+    if getattr(a, "output", None) is not None:
+        check_output_file(a.output, "-o/--output")
     {"encode": _cmd_encode, "decode": _cmd_decode, "demo": _cmd_demo}[a.command](a)
     return 0
 

@@ -144,7 +144,17 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+        if self.phase1_on:
+            check_phase1_length(self.truncation_epochs, self.epochs)
         return self
+
+
+def check_phase1_length(truncation_epochs: int, epochs: int, hint: str = "--truncation-epochs") -> None:
+    """Phase 1 (DCT truncation) must end before the run does, or nothing after it is trained:
+    the one rule for ``trainable.train`` and ``search.run`` (whose ``hint`` names a space's keys)."""
+    if truncation_epochs >= epochs:
+        raise InputError(f"Phase 1 lasts {truncation_epochs} epochs (truncation_epochs) of a {epochs}-epoch run, "
+                         f"so nothing after it is trained; set {hint} < {epochs}")
 
 
 def _finite(value: float) -> bool:

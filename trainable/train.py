@@ -13,11 +13,19 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import OneLineParser, run_cli
+from .cli import OneLineParser, registry_name, run_cli
 from .config import ALIGNMENTS, LR_SCHEDULES, METRICS, PRECISIONS, SCALE_LATENTS, SIGNS, TrainConfig
 from .models import model_names
-from .regularizers import ALIGNERS, DISTANCES, MASKS
-from .trainer import LAST, train
+from .paths import check_device, check_output_folder
+
+
+def _registry(name: str):
+    """Names of a regularizer registry (torch), read only when a value is checked."""
+    def load():
+        from . import regularizers
+
+        return getattr(regularizers, name)
+    return registry_name(load)
 
 # metrics.jsonl name -> the earlier system's W&B name
 WANDB_NAMES = {"tau": "spectral/tau", "phase": "spectral/phase", "inter_scale_reg": "spectral/inter_scale_reg",
@@ -55,23 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     a("--log_dir", default=None, help="W&B directory (default: SAVE_PATH)")
     a("--init-weights", default=None, help="start from these model weights (plain state_dict), not a resume")
     a("--checkpoint", default=None, help="resume from a training checkpoint, or start from a plain state_dict")
-    a("--resume", action="store_true", help=f"resume from SAVE_PATH/{LAST} if it exists")
+    a("--resume", action="store_true", help="resume from SAVE_PATH's last training checkpoint if it exists")
     g = p.add_argument_group("Phase 1: intra-scale frequency truncation")
     g.add_argument("--spectral-reg", action="store_true", help="low-pass training images in the DCT domain")
     g.add_argument("--tau-init", type=float, default=d.tau_init, help="initial cut-off radius, in (0, 1]")
     g.add_argument("--tau-final", type=float, default=d.tau_final, help="final cut-off radius")
     g.add_argument("--truncation-epochs", type=int, default=d.truncation_epochs,
                    help="Phase 1 length in epochs (tau moves every optimizer step)")
-    g.add_argument("--phase1-mask", default=d.phase1_mask, choices=tuple(MASKS),
+    g.add_argument("--phase1-mask", default=d.phase1_mask, type=_registry("MASKS"), metavar="MASK",
                    help="full: ends on the identity (the whole spectrum); seed: the seed's mask, never the identity")
     g = p.add_argument_group("Phase 2: inter-scale latent regularization")
     g.add_argument("--phase2-reg", action="store_true", help="add the inter-scale similarity term")
     g.add_argument("--delta", type=float, default=d.delta, help="weight δ of the term (0: off)")
-    g.add_argument("--phase2-aligner", default=d.phase2_aligner, choices=tuple(ALIGNERS),
+    g.add_argument("--phase2-aligner", default=d.phase2_aligner, type=_registry("ALIGNERS"), metavar="ALIGNER",
                    help="crossfit (default): a best linear predictor fitted afresh on every batch (blocked folds), "
                         "D = 1 - held-out R²; adversarial: a moving-average predictor (stale: the encoder "
                         "outruns it); ridge: closed-form per batch; joint: the seed's (degenerate under repel)")
-    g.add_argument("--distance", default=d.distance, choices=tuple(DISTANCES), help="distance between scales")
+    g.add_argument("--distance", default=d.distance, type=_registry("DISTANCES"), metavar="DISTANCE",
+                   help="a registered distance between scales")
     g.add_argument("--alignment", default=d.alignment, choices=ALIGNMENTS,
                    help="Haar sub-bands of the finer scale fed to the 1x1 aligner")
     g.add_argument("--phase2-sign", default=d.phase2_sign, choices=SIGNS,
@@ -134,7 +143,11 @@ def _wandb_logger(args, config: TrainConfig):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
+    from .trainer import LAST, train          # torch: after argparse, so --help and usage errors are quick
+
     save = Path(config.save_path)
+    check_output_folder(save, "--save_path")
+    check_device(config.device)
     resume = args.checkpoint or (str(save / LAST) if args.resume and (save / LAST).exists() else None)
     log = MetricsLog(save / "metrics.jsonl")
     wandb_log, wandb_run = _wandb_logger(args, config) if args.wandb else (None, None)

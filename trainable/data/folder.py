@@ -7,14 +7,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .decode import to_rgb8
 from .errors import DataError
-from .manifest import EXTENSIONS, list_images, verify_dataset
+from .manifest import EXTENSIONS, check_training_set, list_images, verify_dataset
 
 __all__ = ["EXTENSIONS", "ImageFolder", "random_crop", "read_rgb", "read_rgb_uint8", "to_float"]
 
 
 def read_rgb(path: Path) -> torch.Tensor:
-    """Image file → [3,H,W] float in [0,1] (greyscale and RGBA converted to RGB)."""
+    """Image file → [3,H,W] float in [0,1] (greyscale, 16-bit and RGBA converted to RGB: :func:`to_rgb8`)."""
     return to_float(read_rgb_uint8(path))
 
 
@@ -22,7 +23,7 @@ def read_rgb_uint8(path: Path) -> torch.Tensor:
     """Image file → [3,H,W] uint8 (a quarter of the float's memory: validation images are kept decoded)."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
+            array = np.asarray(to_rgb8(img))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"corrupt image: {path} ({exc})") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
@@ -40,7 +41,7 @@ def random_crop(path: Path, p: int, generator: torch.Generator | None = None) ->
     2K image first cost half the time); a PNG is decoded only down to the crop's last row
     (its rows are stored top to bottom), a JPEG straight to RGB (``draft``, at full scale: a
     reduced-scale decode would change the training crops). Images smaller than
-    the patch are edge-padded. The draws (top, left, flip, flip) come from ``generator``,
+    the patch are edge-padded (verification keeps that under MAX_PADDING of a crop). The draws (top, left, flip, flip) come from ``generator``,
     else torch's global RNG, in the order the full-image reference takes them.
     """
     try:
@@ -54,7 +55,7 @@ def random_crop(path: Path, p: int, generator: torch.Generator | None = None) ->
                     and not img.info.get("interlace"):
                 _decode_rows(img, top + min(p, h))
             img = img.crop((left, top, left + min(p, w), top + min(p, h)))
-            array = np.asarray(img.convert("RGB"))
+            array = np.asarray(to_rgb8(img))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"corrupt image: {path} ({exc})") from None
     if array.shape[0] < p or array.shape[1] < p:
@@ -92,12 +93,16 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def verify(self) -> None:
-        """Check that every file decodes, raising one-line :class:`DataError` on a corrupt one.
+        """Check that every file decodes, raising one-line :class:`DataError` on a corrupt one;
+        a training folder must also be fit to train at this patch size (:func:`check_training_set`).
 
         Call before training so a bad file fails the run at once, not hours in. Files
         unchanged since the manifest last verified them are not decoded again.
         """
-        verify_dataset(self.root)
+        if self.train and self.patch_size is not None:
+            check_training_set(self.root, self.patch_size)
+        else:
+            verify_dataset(self.root)
 
     def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
         """``index``, or ``(index, crop_seed)``: the crop then depends on the seed alone, not on

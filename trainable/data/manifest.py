@@ -30,10 +30,15 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from .decode import to_rgb8
 from .errors import DataError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VERSION = 2   # 2: entries carry the pixel digest
+VERSION = 3   # 2: entries carry the pixel digest; 3: 16-bit greyscale digested as scaled, not clipped
+# A training folder (check_training_set): at least this many images (one image is one picture's
+# crops in every batch), none so small that more than this share of a crop would be edge padding.
+MIN_TRAIN_IMAGES = 2
+MAX_PADDING = 0.25
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 _decoded = 0
@@ -114,6 +119,24 @@ def dataset_manifest(folder: str | os.PathLike, workers: int | None = None) -> M
     return Manifest(root, files, [tuple(row[2:4]) for row in rows], [row[4] for row in rows], len(stale))
 
 
+def check_training_set(folder: str | os.PathLike, patch_size: int) -> Manifest:
+    """Verify ``folder`` and refuse it as a training set with fewer than MIN_TRAIN_IMAGES images,
+    or with an image whose ``patch_size`` crops would be more than MAX_PADDING edge padding."""
+    manifest = dataset_manifest(folder)
+    if len(manifest.files) < MIN_TRAIN_IMAGES:
+        raise DataError(f"training set {manifest.root} has {len(manifest.files)} image(s); training needs at "
+                        f"least {MIN_TRAIN_IMAGES} (give --train-dataset a folder with more)")
+    small = [(path, w, h) for path, (w, h) in zip(manifest.files, manifest.sizes)
+             if 1 - min(w, patch_size) * min(h, patch_size) / patch_size ** 2 > MAX_PADDING]
+    if small:
+        path, w, h = small[0]
+        more = f" ({len(small) - 1} more like it)" if len(small) > 1 else ""
+        padding = 1 - min(w, patch_size) * min(h, patch_size) / patch_size ** 2
+        raise DataError(f"training image {path} is {w}x{h}{more}: its {patch_size}x{patch_size} crops would be "
+                        f"{padding:.0%} padding (at most {MAX_PADDING:.0%}); remove it or lower --patch-size")
+    return manifest
+
+
 def manifest_path(root: Path) -> Path:
     """Where the manifest of ``root`` (an absolute path) is cached."""
     cache = Path(os.environ.get("HPCM_TUNE_CACHE", Path.home() / ".cache" / "hpcm-tune"))
@@ -123,7 +146,7 @@ def manifest_path(root: Path) -> Path:
 
 def pixel_digest(img: Image.Image) -> str:
     """SHA-256 of the image's size and RGB pixels (the model's input), whatever the file's name or format."""
-    rgb = img.convert("RGB")
+    rgb = to_rgb8(img)
     return hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
 
 

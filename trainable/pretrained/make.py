@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..cli import OneLineParser, run_cli
 from ..config import TrainConfig
+from ..paths import check_device, check_output_file
 from . import WARM_START_MODEL, warm_start_path
 
 # The recipe of the shipped file: epochs x steps_per_epoch optimizer steps.
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_file(args.out, "--out")
+    check_device(args.device)
     from ..trainer import FINAL, train        # torch: only when actually training
 
     with tempfile.TemporaryDirectory(prefix="hpcm-warm-start-") as tmp:
