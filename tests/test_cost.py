@@ -177,7 +177,7 @@ def test_a_loader_that_cannot_feed_the_gpus_is_reported_and_counted():
 def test_the_loader_can_be_measured_on_the_training_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "cache"))
     train, val = _folders(tmp_path)
-    plan = make_plan(SearchConfig.create("phase2_delta", "gpu-short", model="HPCM_Tiny", train_dataset=train,
+    plan = make_plan(SearchConfig.create("phase2_delta", "gpu-short", model="HPCM_Tiny", train_dataset=train, patch_size=128,
                                          val_dataset=val))
     loader = plan_cost(plan, step_seconds=0.1, measure_loader=True).loader["HPCM_Tiny"]
     assert loader.source == f"--measure-loader: measured here on {train}" and loader.crops_per_worker > 0
