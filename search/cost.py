@@ -35,6 +35,7 @@ from trainable.errors import InputError
 
 from .loader_plan import LoaderPlan, loader_plan
 from .memory_plan import MemoryPlan, gpu_memory_gib, memory_plan
+from .overhead import profiled_steps
 from .plan import Plan
 
 GPU_CHECK_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu_check.json"
@@ -65,6 +66,7 @@ class ModelCost:
     source: str
     state_values: int               # numbers in the state_dict (weights and buffers)
     parameters: int                 # trainable numbers (Adam keeps two moments of each)
+    validation_seconds: float | None = None     # measured per validation; else FORWARD_SHARE of a step
 
     @property
     def checkpoint_bytes(self) -> int:
@@ -100,6 +102,8 @@ class Cost:
     def validation_seconds(self, model: str) -> float:
         """One validation of one λ model (forward over every validation image)."""
         batch, patch = self.plan.base.batch_size, self.plan.base.patch_size
+        if self.models[model].validation_seconds is not None:
+            return self.models[model].validation_seconds
         return self.models[model].step_seconds * FORWARD_SHARE * self.val_pixels / (batch * patch * patch)
 
     def step_seconds(self, model: str) -> float:
@@ -310,6 +314,7 @@ def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = 
     use_checked = step_seconds is None and gpu and checked.is_file()
     models = {}
     for model in trials:
+        validation = None
         found = checked_step_seconds(checked, model, batch, patch, step_seconds_from is not None) if use_checked else None
         if measure is None:
             measure = gpu and step_seconds is None and found is None and torch.cuda.is_available()
@@ -321,9 +326,11 @@ def plan_cost(plan: Plan, step_seconds: float | None = None, gpus: int | None = 
             device = "cuda" if gpu else "cpu"
             seconds = measure_step_seconds(replace(plan.base, model_name=model, device=device, init_weights=None))
             source = f"measured here on {torch.cuda.get_device_name() if gpu else 'CPU'}"
+        elif not gpu and (profiled := profiled_steps(model, batch, patch)) is not None:
+            seconds, source, validation = profiled.step_seconds, profiled.source, profiled.validation_seconds
         else:
             seconds, source = default_step_seconds(model, batch, patch, gpu)
-        models[model] = ModelCost(model, seconds, source, *_sizes(model))
+        models[model] = ModelCost(model, seconds, source, *_sizes(model), validation_seconds=validation)
     spe, val_pixels, val_largest = _dataset_figures(plan)
     if gpus is None:
         gpus = torch.cuda.device_count() or 8

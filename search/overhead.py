@@ -10,12 +10,43 @@ loader's decoding (``search.cost``'s loader figures).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 START_SECONDS = 2.9 + 4.4        # Ray/worker start-up (tune_fit_s - plain_s) + set-up (trial CPU - its sections)
 CHECKPOINT_SECONDS_PER_MB = 5.17 / (12 * 4 * 5.42)    # 12 checkpoints of 4 x 5.42 MB in 5.17 CPU-s
 REAL_BPP_SECONDS_PER_MPX = 0.85 / (4 * 0.52)           # 4 λ models coding 0.52 Mpx in 0.85 CPU-s
+PROFILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "demo_trial_profile.json"
+PROFILED_MODEL = "HPCM_Tiny"      # benchmarks.demo_trial_profile trains the demo's model
+
+
+@dataclass(frozen=True)
+class ProfiledSteps:
+    """One λ model's CPU seconds per optimizer step and per validation, measured in a whole trial."""
+
+    step_seconds: float
+    validation_seconds: float
+    source: str
+
+
+def profiled_steps(model: str, batch: int, patch: int, path: Path = PROFILE) -> ProfiledSteps | None:
+    """The measured cpu-smoke trial's per-step and per-validation CPU seconds when the plan trains
+    what it trained (same model, batch and crop); None otherwise. Small CPU steps do not scale with
+    pixels (per-step work that does not shrink with the crop), so a matching measurement beats the
+    scaled default."""
+    try:
+        r = json.loads(path.read_text())["result"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if (model, batch, patch) != (PROFILED_MODEL, r["batch_size"], r["patch_size"]):
+        return None
+    models_epochs = r["epochs"] * len(r["lambdas"])
+    sections = r["sections_cpu_s"]
+    return ProfiledSteps(step_seconds=sections["train_steps"] / (models_epochs * r["steps_per_epoch"]),
+                         validation_seconds=sections["validation"] / models_epochs,   # the fit runs inside it
+                         source=f"measured in a cpu-smoke trial, {path.name}")
 
 
 @dataclass(frozen=True)
