@@ -30,7 +30,7 @@ such replicates is reported, never silently dropped; the variance uses the defin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ from .points import validation_points
 CONFIDENCE = 0.95
 ZERO = 1e-9             # |BD| below this counts as exactly 0 (identical curves)
 DF_BOUND = 0.80         # degrees of freedom from each level's variance at this upper confidence bound
+BOOTSTRAP_DRAWS = 9999  # image-bootstrap draws (enough for the 0.4 % tails of K = 6)
 METHOD = (
     "Point estimate: per λ, bpp and the distortion averaged over seeds and test images; BD-rate (bjontegaard, "
     "{method}) of that curve vs off's. Interval: two-level delete-one jackknife with a t quantile — each replicate "
@@ -83,28 +84,72 @@ class BDInterval:
 
 
 def bd_interval(points: pd.DataFrame, configuration: str, reference: str, quality: str = "psnr",
-                method: str = "pchip", confidence: float = CONFIDENCE, resample: bool = True) -> BDInterval:
+                method: str = "pchip", confidence: float = CONFIDENCE, resample: bool = True,
+                paired: bool | None = None) -> BDInterval:
     """BD of ``configuration`` vs ``reference`` in a points table (see :mod:`analysis.points`).
 
-    ``resample=False`` gives the point estimate only (status "no interval").
+    ``resample=False`` gives the point estimate only (status "no interval"). ``paired``: whether
+    seed s of both shares initial weights and batch order (None: when both have the same seeds).
     """
+    return measure(points, configuration, reference, quality, method, resample, paired).at(confidence)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One configuration's BD-rate and what its interval needs at any confidence level."""
+
+    result: BDInterval                     # at no level yet (confidence NaN)
+    t_star: np.ndarray = field(default_factory=lambda: np.empty(0))   # image-bootstrap studentised draws
+
+    def at(self, confidence: float) -> BDInterval:
+        """The interval at ``confidence``: the union of the jackknife t interval and the image-level
+        studentised bootstrap one (see the module docstring)."""
+        r = self.result
+        if r.status or math.isnan(r.se):
+            return r
+        if r.se <= ZERO:       # identical curves up to rounding
+            return replace(r, ci_low=r.bd_rate_vs_off, ci_high=r.bd_rate_vs_off, confidence=confidence)
+        below = above = float(stats.t.ppf(1 - (1 - confidence) / 2, r.df))
+        if len(self.t_star):
+            low, high = np.quantile(self.t_star, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+            below, above = max(below, float(high)), max(above, -float(low))
+        return replace(r, ci_low=r.bd_rate_vs_off - below * r.se, ci_high=r.bd_rate_vs_off + above * r.se,
+                       confidence=confidence)
+
+    def p_value(self) -> float:
+        """Two-sided: the largest 1 − confidence at which :meth:`at`'s interval still covers 0."""
+        r = self.result
+        if r.status or math.isnan(r.se):
+            return math.nan
+        if r.se <= ZERO:
+            return 1.0 if abs(r.bd_rate_vs_off) <= ZERO else 0.0
+        t = r.bd_rate_vs_off / r.se
+        p = 2 * float(stats.t.sf(abs(t), r.df))
+        if len(self.t_star):
+            p = max(p, 2 * min(float(np.mean(self.t_star <= t)), float(np.mean(self.t_star >= t))))
+        return min(p, 1.0)
+
+
+def measure(points: pd.DataFrame, configuration: str, reference: str, quality: str = "psnr", method: str = "pchip",
+            resample: bool = True, paired: bool | None = None) -> Measured:
+    """The point estimate, the jackknife SE and the image bootstrap of ``configuration`` vs ``reference``."""
     test, off = (_cube(points[points["configuration"] == name], quality) for name in (configuration, reference))
     lambdas = sorted(set(test.lambdas) & set(off.lambdas))
     images = sorted(set(test.images) & set(off.images))
     shape = dict(n_seeds=len(test.seeds), n_images=len(images), n_lambdas=len(lambdas))
     problem = _incomplete(test, off, lambdas, images)
     if problem:
-        return _undefined(shape, problem)
+        return Measured(_undefined(shape, problem))
     test, off = test.select(lambdas, images), off.select(lambdas, images)
     rate = bd_rate_checked(*off.curve(), *test.curve(), method=method)
     psnr = bd_psnr_checked(*off.curve(), *test.curve(), method=method)
     if rate.reason:
-        return _undefined(shape, _wording(rate.reason))
+        return Measured(_undefined(shape, _wording(rate.reason)))
     if not resample:
-        return BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
-                          bd_psnr_vs_off=psnr.value, status="no interval", overlap=rate.overlap)
+        return Measured(BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
+                                   bd_psnr_vs_off=psnr.value, status="no interval", overlap=rate.overlap))
 
-    paired = test.seeds == off.seeds
+    paired = test.seeds == off.seeds if paired is None else paired and test.seeds == off.seeds
     levels, reasons = {}, {}
     for level, replicates in _replicates(test, off, paired):
         values = []
@@ -114,17 +159,39 @@ def bd_interval(points: pd.DataFrame, configuration: str, reference: str, qualit
                 reasons[result.reason] = reasons.get(result.reason, 0) + 1
             values.append(result.value)
         levels[level] = np.array(values)
-    se, df = _jackknife_se(list(levels.values()))
-    half = 0.0 if se == 0 else float(stats.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    variances, dfs = _jackknife_variances(list(levels.values()))
+    se, df = _se_and_df(variances, dfs)
     total = sum(len(v) for v in levels.values())
     shares = {level: float(np.isnan(v).mean()) for level, v in levels.items()}
     worst = max(shares, key=shares.get) if shares else ""
-    return BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=rate.value - half, ci_high=rate.value + half,
-                      bd_psnr_vs_off=psnr.value, status="", overlap=rate.overlap, se=se, df=df,
-                      confidence=confidence, paired_seeds=paired,
-                      undefined_share=sum(int(np.isnan(v).sum()) for v in levels.values()) / total if total else 0.0,
-                      worst_level=worst.split(":")[0], worst_level_share=shares.get(worst, 0.0),
-                      undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "")
+    image = levels.get("image", np.empty(0))
+    t_star = np.empty(0)
+    if len(image) >= 2 and np.isfinite(image).all() and se > ZERO:
+        t_star = _studentised_draws(len(image) * rate.value - (len(image) - 1) * image, se ** 2 - _variance(image))
+    result = BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
+                        bd_psnr_vs_off=psnr.value, status="", overlap=rate.overlap, se=se, df=df, paired_seeds=paired,
+                        undefined_share=sum(int(np.isnan(v).sum()) for v in levels.values()) / total if total else 0.0,
+                        worst_level=worst.split(":")[0], worst_level_share=shares.get(worst, 0.0),
+                        undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "")
+    return Measured(result, t_star)
+
+
+def _studentised_draws(pseudo: np.ndarray, other_variance: float) -> np.ndarray:
+    """Bootstrap-t over test images: the image jackknife's pseudo-values resampled with replacement
+    (scipy.stats.bootstrap), each draw (mean − estimate) / SE with the image variance recomputed from
+    the draw and the seed level's variance kept. Where few images carry a skewed effect, a draw that
+    misses them is both far off and narrow: the quantiles then stretch the interval on that side."""
+    n, centre = len(pseudo), float(pseudo.mean())
+
+    def studentised(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        variance = sample.var(axis=axis, ddof=1) / n + max(other_variance, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (sample.mean(axis=axis) - centre) / np.sqrt(variance)
+        return np.nan_to_num(t, nan=0.0)
+
+    draws = stats.bootstrap((pseudo,), studentised, n_resamples=BOOTSTRAP_DRAWS, method="percentile",
+                            vectorized=True, rng=np.random.default_rng(0)).bootstrap_distribution
+    return np.asarray(draws)
 
 
 def bd_over_epochs(experiment: Experiment, reference: str, method: str = "pchip", quality: str = "psnr") -> pd.DataFrame:
@@ -166,19 +233,24 @@ def _replicates(test: "_Cube", off: "_Cube", paired: bool):
                                    else (test.curve(), cube.curve(seeds=np.delete(seeds, s))) for s in seeds]
 
 
-def _jackknife_se(levels: list[np.ndarray]) -> tuple[float, float]:
+def _variance(values: np.ndarray) -> float:
+    """Delete-one jackknife variance of one level's defined replicates (0 with fewer than 2)."""
+    defined = values[np.isfinite(values)]
+    n = len(defined)
+    return (n - 1) / n * float(np.sum((defined - defined.mean()) ** 2)) if n >= 2 else 0.0
+
+
+def _jackknife_variances(levels: list[np.ndarray]) -> tuple[list[float], list[int]]:
+    """Each level's jackknife variance and its n − 1 (levels with fewer than 2 defined replicates left out)."""
+    kept = [values for values in levels if np.isfinite(values).sum() >= 2]
+    return [_variance(values) for values in kept], [int(np.isfinite(values).sum()) - 1 for values in kept]
+
+
+def _se_and_df(variances: list[float], dfs: list[int]) -> tuple[float, float]:
     """SE from the summed delete-one variances of each level, and conservative Welch–Satterthwaite
     degrees of freedom: computed with each level's variance at its upper DF_BOUND confidence bound, so a
     seed variance that 3 seeds happen to underestimate cannot also claim the image level's many degrees
     of freedom (plain Satterthwaite called a null better/worse 13.5 % of the time at 3 seeds, K = 3)."""
-    variances, dfs = [], []
-    for values in levels:
-        defined = values[np.isfinite(values)]
-        n = len(defined)
-        if n < 2:
-            continue
-        variances.append((n - 1) / n * float(np.sum((defined - defined.mean()) ** 2)))
-        dfs.append(n - 1)
     total = sum(variances)
     if total <= 0:
         return 0.0, math.inf

@@ -45,9 +45,10 @@ def test_compare_writes_the_table_and_a_report_with_the_verdict(tmp_path):
     assert row["n_seeds"] == 3 and row["n_images"] == 24 and row["undefined_share"] == 0
     assert table.loc["same", "status"] == "not significant" and table.loc["off", "status"] == "reference"
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "**`better` beats off**" in text and "97.5% interval, simultaneous over 2" in text
-    assert "(Bonferroni): together the 2 intervals hold with 95%" in text
-    assert "| `better` | 3 | 24 | " in text and "| 0.0% |" in text      # undefined share next to the interval
+    # Holm: the clearer configuration is judged at 1 - 5 %/2, the other at 1 - 5 %/1
+    assert table.loc["better", "confidence"] == pytest.approx(0.975) and table.loc["same", "confidence"] == 0.95
+    assert "**`better` beats off**" in text and "97.5% interval, Holm over K = 2)" in text
+    assert "| `better` | 3 | paired | 24 | " in text and "| 0.0% |" in text      # undefined share next to the interval
 
 
 def test_one_seed_and_four_images_is_indicative_in_the_status_and_the_headline(tmp_path):
@@ -104,17 +105,18 @@ def _undefined_without_image_zero(n_images: int) -> pd.DataFrame:
     return points
 
 
-@pytest.mark.parametrize("n_images, status", [(24, "better"), (12, "unreliable")])
-def test_undefined_replicates_are_counted_and_above_five_percent_unreliable(tmp_path, n_images, status):
+@pytest.mark.parametrize("n_images", [24, 12])
+def test_an_undefined_replicate_is_counted_and_makes_the_interval_unreliable(tmp_path, n_images):
+    """x's mean curve rests on image 0: leaving it out breaks the curve. Its replicate is the most
+    influential one, so the interval from the others is too narrow: no verdict, even at 1 in 27."""
     points = _undefined_without_image_zero(n_images)
     mean = points[points["configuration"] == "x"].groupby("lmbda")["psnr"].mean()
     assert mean.is_monotonic_increasing                  # the full curve is fine
     assert main([str(write(points, tmp_path / "p.csv")), "--out", str(tmp_path / "out")]) == 0
     row = pd.read_csv(tmp_path / "out" / "bd_rate.csv").set_index("configuration").loc["x"]
     assert row["undefined_share"] == pytest.approx(1 / (n_images + 3))   # one image replicate of I + 3 seed ones
-    assert row["status"].startswith(status)
-    if status == "unreliable":
-        assert f"{1 / n_images:.0%} of the image jackknife replicates have no BD-rate (non-monotone" in row["status"]
+    assert row["status"].startswith(f"unreliable: {1 / n_images:.0%} of the image jackknife replicates have no "
+                                    "BD-rate (non-monotone")
     text = (tmp_path / "out" / "report.md").read_text()
     assert f"| {1 / (n_images + 3):.1%} |" in text
 
@@ -141,7 +143,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         "unknown.csv": (good, ["--reference", "vtm"], "unknown reference 'vtm'"),
         "three.csv": (three, [], "has points at 3 λ(s); a BD-rate needs ≥ 4"),
         "nan.csv": (nan, [], "1 row(s) with a missing, NaN or non-numeric value (first: line 7, column psnr)"),
-        "dup.csv": (pd.concat([good, good.head(1)]), [], "1 duplicate row(s)"),
+        "dup.csv": (pd.concat([good, good.head(1)]), [], "2 rows share 1 (configuration, seed, lmbda, image): off, 0, "
+                    "0.0018, img000"),
         "onlyoff.csv": (good[good["is_off"]], [], "nothing to compare"),
         "twooff.csv": (good.assign(is_off=True), [], "is_off marks 2 configurations"),
     }
