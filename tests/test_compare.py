@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from analysis.compare import main
+from analysis.errors import AnalysisError
 from analysis.verdict import CSV_COLUMNS, bd_table
 from tests.synthetic_rd import LAMBDAS, Noise, synthetic_points
 
@@ -31,7 +32,7 @@ def write(points: pd.DataFrame, path: Path) -> Path:
 
 
 def test_compare_writes_the_table_and_a_report_with_the_verdict(tmp_path):
-    points = synthetic_points({"better": -0.10, "same": 0.0}, 3, 24, QUIET, np.random.default_rng(3))
+    points = synthetic_points({"better": -0.10, "same": 0.0}, 3, 28, QUIET, np.random.default_rng(3))
     assert main([str(write(points, tmp_path / "points.csv")), "--out", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "bd_rate.csv").set_index("configuration")
     assert list(pd.read_csv(tmp_path / "out" / "bd_rate.csv").columns[:8]) == list(CSV_COLUMNS)
@@ -42,13 +43,13 @@ def test_compare_writes_the_table_and_a_report_with_the_verdict(tmp_path):
     row = table.loc["better"]
     assert row["bd_rate_vs_off"] == pytest.approx(expected, abs=1e-9)
     assert row["status"] == "better" and row["ci_low"] < -10 < row["ci_high"] < 0
-    assert row["n_seeds"] == 3 and row["n_images"] == 24 and row["undefined_share"] == 0
+    assert row["n_seeds"] == 3 and row["n_images"] == 28 and row["undefined_share"] == 0
     assert table.loc["same", "status"] == "not significant" and table.loc["off", "status"] == "reference"
     text = (tmp_path / "out" / "report.md").read_text()
     # Holm: the clearer configuration is judged at 1 - 5 %/2, the other at 1 - 5 %/1
     assert table.loc["better", "confidence"] == pytest.approx(0.975) and table.loc["same", "confidence"] == 0.95
     assert "**`better` beats off**" in text and "97.5% interval, Holm over K = 2)" in text
-    assert "| `better` | 3 | paired | 24 | " in text and "| 0.0% |" in text      # undefined share next to the interval
+    assert "| `better` | 3 | paired | 28 | " in text and "| 0.0% |" in text      # undefined share next to the interval
 
 
 def test_one_seed_and_four_images_is_indicative_in_the_status_and_the_headline(tmp_path):
@@ -165,3 +166,58 @@ def test_cli_as_a_module_exits_2(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1
     assert "RuntimeWarning" not in run.stderr
+
+
+# --- every input path refuses what the verdict cannot use -----------------------------------------
+
+def test_duplicated_rows_are_refused_in_process_too():
+    """A second row for one (configuration, seed, λ, image) was silently overwritten outside the CSV reader."""
+    points = synthetic_points({"x": -0.10}, 3, 24, QUIET, np.random.default_rng(6))
+    twice = pd.concat([points, points.iloc[[30]].assign(bpp=points["bpp"].iloc[30] * 3)])
+    with pytest.raises(AnalysisError, match=r"^points: 2 rows share 1 \(configuration, seed, lmbda, image\): "):
+        bd_table(twice, "off")
+
+
+def test_an_errored_seed_in_the_csv_makes_the_configuration_incomplete(tmp_path):
+    points = synthetic_points({"x": -0.10, "y": -0.10}, 3, 24, QUIET, np.random.default_rng(7))
+    points["error"] = ""
+    failed = (points["configuration"] == "x") & (points["seed"] == 2)
+    points.loc[failed, ["bpp", "psnr"]] = math.nan
+    points.loc[failed, "error"] = "CUDA out of memory"
+    assert main([str(write(points, tmp_path / "p.csv")), "--out", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "bd_rate.csv").set_index("configuration")
+    assert table.loc["x", "status"] == "incomplete: seed 2 errored (CUDA out of memory)"
+    assert table.loc["y", "status"] == "better" and table.loc["y", "confidence"] == 0.95      # K = 1: y alone
+
+
+def test_a_bd_rate_on_a_small_overlap_is_no_verdict():
+    """x sits 4 dB above off at every λ: the curves share 2 of the 10 dB they span; BD-rate there is shown,
+    judged on a corner of the curves it is not."""
+    points = synthetic_points({"x": -0.10}, 3, 24, QUIET, np.random.default_rng(8))
+    points.loc[points["configuration"] == "x", "psnr"] += 4.0
+    mean = points.groupby(["configuration", "lmbda"])["psnr"].mean()
+    off, x = mean.loc["off"], mean.loc["x"]
+    overlap = (min(off.max(), x.max()) - max(off.min(), x.min())) / (max(off.max(), x.max()) - min(off.min(), x.min()))
+    row = bd_table(points, "off").set_index("configuration").loc["x"]
+    assert row["overlap"] == pytest.approx(overlap) and overlap < 0.5
+    assert row["status"] == f"partial overlap: the curves share {overlap:.0%} of their quality range (a verdict needs ≥ 50%)"
+
+
+def test_pairing_comes_from_the_trials_records_not_the_seed_numbers():
+    """Same seed numbers, but y started from other weights: y's seeds are not paired with off's, and the
+    interval leaves seeds out on each side apart (wider when training noise is shared between pairs)."""
+    from analysis.experiment import Experiment
+    from analysis.report import paired_seeds
+
+    def trial(name: str, seed: int, init: str | None) -> dict:
+        return {"trial_id": f"{name}{seed}", "configuration": name, "is_off": name == "off", "seed": seed,
+                "status": "TERMINATED", "config/seed": seed, "config/init_weights": init, "config/batch_size": 8}
+    trials = pd.DataFrame([trial(name, s, "warm.pth" if name == "y" else None)
+                           for name in ("off", "x", "y") for s in range(3)])
+    experiment = Experiment(Path("."), trials, pd.DataFrame(), pd.DataFrame())
+    assert paired_seeds(experiment, "off") == {"x": True, "y": False}
+    shared = Noise(seed_sd=0.05, pairing=0.95, image_sd=0.01, noise_sd=0.01)
+    points = synthetic_points({"x": -0.05, "y": -0.05}, 3, 24, shared, np.random.default_rng(5))
+    table = bd_table(points, "off", paired=paired_seeds(experiment, "off")).set_index("configuration")
+    assert table.loc["x", "paired_seeds"] and not table.loc["y", "paired_seeds"]
+    assert table.loc["y", "se"] > 2 * table.loc["x", "se"]
