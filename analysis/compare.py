@@ -26,16 +26,16 @@ from .bd import METHODS, MIN_POINTS
 from .cli import ArgumentParser, run
 from .errors import AnalysisError
 from .interval import METHOD
-from .verdict import (KEYS, MIN_IMAGES, MIN_OVERLAP, MIN_SEEDS, Comparison, check_unique, compare, family_size,
-                      images_needed, shortfall)
+from .verdict import (KEYS, MIN_IMAGES, MIN_OVERLAP, MIN_SEEDS, Comparison, check_unique, compare, errored_rows,
+                      family_size, images_needed, shortfall)
 
 QUALITIES = ("psnr", "ms_ssim_db")
 
 
 def read_points(path: str | os.PathLike[str], reference: str | None = None,
-                quality: str = "psnr") -> tuple[pd.DataFrame, str, dict[str, str]]:
-    """POINTS.csv checked for what a BD-rate needs; returns (points, reference name, configuration →
-    why it is incomplete, from the ``error`` column)."""
+                quality: str = "psnr") -> tuple[pd.DataFrame, str]:
+    """POINTS.csv checked for what a BD-rate needs; returns (points, reference name). Rows with an
+    ``error`` are kept as they are (:func:`analysis.verdict.compare` makes their configuration incomplete)."""
     path = Path(path)
     if not path.is_file():
         raise AnalysisError(f"points file not found: {path}")
@@ -49,19 +49,16 @@ def read_points(path: str | os.PathLike[str], reference: str | None = None,
         raise AnalysisError(f"{path.name} has no '{missing[0]}' column (needs {', '.join(needed)})")
     if points.empty:
         raise AnalysisError(f"{path.name} has no rows")
-    incomplete = _errored(points)
-    if "error" in points:
-        points = points[points["error"].isna() | (points["error"].astype(str).str.strip() == "")].copy()
     for column in ("lmbda", "bpp", quality):
         points[column] = pd.to_numeric(points[column], errors="coerce")
-    bad = points[list(needed)].isna()
+    bad = points[list(needed)].isna() & ~errored_rows(points).to_numpy()[:, None]
     if bad.any(axis=None):
         row, column = next((r, c) for r, c in zip(*bad.to_numpy().nonzero()))
         raise AnalysisError(f"{path.name}: {int(bad.any(axis=1).sum())} row(s) with a missing, NaN or non-numeric "
-                            f"value (first: line {points.index[row] + 2}, column {needed[column]})")
+                            f"value (first: line {row + 2}, column {needed[column]})")
     if (points["bpp"] <= 0).any():
-        raise AnalysisError(f"{path.name}: bpp must be > 0 (line {points.index[(points['bpp'] <= 0).to_numpy()][0] + 2})")
-    check_unique(points, path.name)
+        raise AnalysisError(f"{path.name}: bpp must be > 0 (line {int((points['bpp'] <= 0).to_numpy().argmax()) + 2})")
+    check_unique(points[~errored_rows(points)], path.name)
     reference = _reference(points, reference, path.name)
     if set(points["configuration"]) == {reference}:
         raise AnalysisError(f"nothing to compare: {path.name} has only the reference configuration '{reference}'")
@@ -71,17 +68,7 @@ def read_points(path: str | os.PathLike[str], reference: str | None = None,
         raise AnalysisError(f"configuration '{few.index[0]}' has points at {few.iloc[0]} λ(s); a BD-rate needs "
                             f"≥ {MIN_POINTS} per configuration")
     points["is_off"] = points["configuration"] == reference
-    return points, reference, incomplete
-
-
-def _errored(points: pd.DataFrame) -> dict[str, str]:
-    """Configuration → "seed N errored (message)" for the rows with a non-empty ``error``."""
-    if "error" not in points:
-        return {}
-    failed = points[points["error"].notna() & (points["error"].astype(str).str.strip() != "")]
-    failed = failed.drop_duplicates(["configuration", "seed"]).sort_values(["configuration", "seed"])
-    return {name: "; ".join(f"seed {row.seed} errored ({str(row.error).strip()})" for row in rows.itertuples())
-            for name, rows in failed.groupby("configuration", sort=True)}
+    return points, reference
 
 
 def _reference(points: pd.DataFrame, reference: str | None, name: str) -> str:
@@ -274,11 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     def body() -> Path:
         args = _parser().parse_args(argv)
-        points, reference, incomplete = read_points(args.points, args.reference, args.quality)
+        points, reference = read_points(args.points, args.reference, args.quality)
         if args.searched < 0:
             raise AnalysisError(f"--searched must be >= 0, got {args.searched}")
         out = args.out if args.out is not None else Path(args.points).resolve().parent / "compare"
-        comparison = compare(points, reference, args.quality, args.method, incomplete, searched=args.searched)
+        comparison = compare(points, reference, args.quality, args.method, searched=args.searched)
         return write_comparison(comparison, out, Path(args.points).name)
 
     return run("analysis.compare", body)

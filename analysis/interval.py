@@ -7,13 +7,21 @@ Method (stated in report.md by :data:`METHOD`):
   bjontegaard, pchip) is the point estimate.
 * Interval: a two-level (seeds × images) delete-one jackknife with a t quantile. Each image
   replicate leaves one test image out of both curves (images are paired); each seed
-  replicate leaves seed s out of both curves when the two have the same seeds (seed s of a
-  configuration and of off share initial weights and batch order: paired), else out of one
-  curve at a time. The variance is the sum of the levels' jackknife variances (which counts
-  the seed × image interaction twice: on the wide side), the degrees of freedom
+  replicate leaves seed s out of both curves when seed s of the configuration and of off share
+  initial weights and batch order (paired: ``paired``, which analysis.report reads from the
+  trials' records; by default, equal seed sets), else out of one curve at a time. The
+  variance is the sum of the levels' jackknife variances (which counts the seed × image
+  interaction twice: on the wide side), the degrees of freedom
   Welch–Satterthwaite's from each level's n − 1, computed with each level's variance at its
-  80 % upper confidence bound (conservative: see :func:`_jackknife_se`), and the interval the
+  80 % upper confidence bound (conservative: see :func:`_se_and_df`), and the t interval the
   estimate ± t·SE.
+* Skewed image effects: a kind of image on which a configuration is much worse, present in
+  one or two of the test images, makes the mean skewed and the SE small exactly when those
+  images weigh little; the t interval then calls a null better. So the interval is the union
+  of the t interval and an image-level studentised bootstrap (bootstrap-t over the image
+  jackknife's pseudo-values, the seed level's variance kept): it widens only on the side the
+  images are skewed towards. A kind absent from the test set no interval can see: that is
+  :mod:`analysis.verdict`'s image count rule.
 
 Why not the percentile bootstrap this module used before: with 3 seeds it has 10 distinct
 seed resamples, underestimates the seed variance by a third and has no small-sample (t)
@@ -24,7 +32,8 @@ simulations run in the test suite.
 
 A replicate whose curve is not monotone (or loses overlap) has no BD-rate: the share of
 such replicates is reported, never silently dropped; the variance uses the defined ones and
-:mod:`analysis.verdict` marks the interval unreliable above ``MAX_UNDEFINED`` of a level.
+:mod:`analysis.verdict` gives no verdict on such an interval (the missing replicate is the
+most influential one).
 """
 
 from __future__ import annotations
@@ -47,12 +56,15 @@ BOOTSTRAP_DRAWS = 9999  # image-bootstrap draws (enough for the 0.4 % tails of K
 METHOD = (
     "Point estimate: per λ, bpp and the distortion averaged over seeds and test images; BD-rate (bjontegaard, "
     "{method}) of that curve vs off's. Interval: two-level delete-one jackknife with a t quantile — each replicate "
-    "leaves one test image out of both curves (paired images), or one seed out of both curves when the "
-    "configuration and off have the same seeds (paired seeds: same initial weights and batch order; otherwise out "
+    "leaves one test image out of both curves (paired images), or one seed out of both curves when seed s of the "
+    "configuration and of off start from the same initial weights and see the same batches (paired seeds: read from "
+    "the trials' records by analysis.report, from equal seed numbers in a points CSV; otherwise out "
     "of one curve at a time); SE² is the sum of the two levels' jackknife variances, the degrees of freedom "
     "Welch–Satterthwaite's with each level's variance at its 80 % upper confidence bound (conservative when 3 seeds "
-    "happen to look quiet), and the interval the estimate ± t·SE. With 1 seed there is no seed level: the interval "
-    "then covers test-image sampling only, not training noise."
+    "happen to look quiet); the interval is the union of the estimate ± t·SE and an image-level studentised "
+    "bootstrap interval (bootstrap-t over the image jackknife's pseudo-values, 9999 draws), which widens it on the "
+    "side a few images skew it to. With 1 seed there is no seed level: the interval then covers test-image sampling "
+    "only, not training noise."
 )
 
 

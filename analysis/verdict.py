@@ -70,7 +70,7 @@ def compare(points: pd.DataFrame, reference: str, quality: str = "psnr", method:
     """Every configuration of ``points`` against ``reference`` (see :mod:`analysis.verdict`)."""
     table = bd_table(points, reference, quality=quality, method=method, resample=resample, incomplete=incomplete,
                      searched=searched, paired=paired)
-    return Comparison(points, table, reference, method, quality)
+    return Comparison(points[~errored_rows(points)], table, reference, method, quality)
 
 
 def check_unique(points: pd.DataFrame, name: str = "points") -> None:
@@ -81,6 +81,21 @@ def check_unique(points: pd.DataFrame, name: str = "points") -> None:
         named = "; ".join(", ".join(str(v) for v in row) for row in keys.head(3).itertuples(index=False))
         raise AnalysisError(f"{name}: {int(duplicated.sum())} rows share {len(keys)} (configuration, seed, lmbda, "
                             f"image): {named}{'; ...' if len(keys) > 3 else ''}")
+
+
+def errored_rows(points: pd.DataFrame) -> pd.Series:
+    """Rows that mark an errored seed: a non-empty ``error`` (a points CSV's optional column)."""
+    if "error" not in points:
+        return pd.Series(False, index=points.index)
+    return points["error"].notna() & (points["error"].astype(str).str.strip() != "")
+
+
+def _errored(points: pd.DataFrame) -> dict[str, str]:
+    """Configuration → "seed N errored (message)" for the rows :func:`errored_rows` marks."""
+    failed = points[errored_rows(points)].drop_duplicates(["configuration", "seed"])
+    failed = failed.sort_values(["configuration", "seed"])
+    return {name: "; ".join(f"seed {row.seed} errored ({str(row.error).strip()})" for row in rows.itertuples())
+            for name, rows in failed.groupby("configuration", sort=True)}
 
 
 def simultaneous_confidence(k: int) -> float:
@@ -140,14 +155,15 @@ def bd_table(points: pd.DataFrame, reference: str, quality: str = "psnr", method
              paired: Mapping[str, bool] | None = None, holm: bool = True) -> pd.DataFrame:
     """One row per configuration of ``points`` and of ``incomplete`` (reference first, at 0): TABLE_COLUMNS.
 
-    ``incomplete`` maps a configuration to why it is not judged (an errored seed); when it
-    names the reference, no configuration is judged. ``searched``: how many configurations the
+    ``incomplete`` maps a configuration to why it is not judged (an errored seed; rows with a
+    non-empty ``error`` column add theirs); when it names the reference, no configuration is judged. ``searched``: how many configurations the
     judged ones were chosen from on validation (0: none chosen). ``paired``: per configuration,
     whether its seeds share initial weights and batch order with off's (default: same seed numbers).
     ``holm=False`` judges every interval at the Bonferroni level instead.
     """
+    incomplete = {**_errored(points), **(incomplete or {})}
+    points = points[~errored_rows(points)]
     check_unique(points)
-    incomplete = dict(incomplete or {})
     if reference in incomplete:
         why = incomplete.pop(reference)
         incomplete.update({name: f"off {why}" for name in set(points["configuration"]) - {reference}})
