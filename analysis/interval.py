@@ -53,6 +53,7 @@ CONFIDENCE = 0.95
 ZERO = 1e-9             # |BD| below this counts as exactly 0 (identical curves)
 DF_BOUND = 0.80         # degrees of freedom from each level's variance at this upper confidence bound
 BOOTSTRAP_DRAWS = 9999  # image-bootstrap draws (enough for the 0.4 % tails of K = 6)
+FAR = 8.0               # an image's pseudo-value this many robust SDs from the median is far from the rest
 METHOD = (
     "Point estimate: per λ, bpp and the distortion averaged over seeds and test images; BD-rate (bjontegaard, "
     "{method}) of that curve vs off's. Interval: two-level delete-one jackknife with a t quantile — each replicate "
@@ -93,6 +94,8 @@ class BDInterval:
     worst_level: str = ""                 # the level with the largest undefined share ("seed"/"image")
     worst_level_share: float = 0.0
     undefined_reason: str = ""            # the most frequent reason a replicate was undefined
+    far_images_above: int = 0             # test images far above the rest (the configuration costs much more there)
+    far_images_below: int = 0             # ... far below (it saves much more there)
 
 
 def bd_interval(points: pd.DataFrame, configuration: str, reference: str, quality: str = "psnr",
@@ -177,15 +180,27 @@ def measure(points: pd.DataFrame, configuration: str, reference: str, quality: s
     shares = {level: float(np.isnan(v).mean()) for level, v in levels.items()}
     worst = max(shares, key=shares.get) if shares else ""
     image = levels.get("image", np.empty(0))
-    t_star = np.empty(0)
+    t_star, far = np.empty(0), (0, 0)
     if len(image) >= 2 and np.isfinite(image).all() and se > ZERO:
-        t_star = _studentised_draws(len(image) * rate.value - (len(image) - 1) * image, se ** 2 - _variance(image))
+        pseudo = len(image) * rate.value - (len(image) - 1) * image
+        t_star, far = _studentised_draws(pseudo, se ** 2 - _variance(image)), _far(pseudo)
     result = BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
                         bd_psnr_vs_off=psnr.value, status="", overlap=rate.overlap, se=se, df=df, paired_seeds=paired,
                         undefined_share=sum(int(np.isnan(v).sum()) for v in levels.values()) / total if total else 0.0,
                         worst_level=worst.split(":")[0], worst_level_share=shares.get(worst, 0.0),
-                        undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "")
+                        undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "",
+                        far_images_above=far[0], far_images_below=far[1])
     return Measured(result, t_star)
+
+
+def _far(pseudo: np.ndarray) -> tuple[int, int]:
+    """Images whose pseudo-value lies more than FAR robust SDs (1.4826 · MAD) above / below the median:
+    a kind of image on which the configuration does very differently from the rest."""
+    centre = float(np.median(pseudo))
+    scale = 1.4826 * float(np.median(np.abs(pseudo - centre)))
+    if scale <= ZERO:
+        return 0, 0
+    return int((pseudo > centre + FAR * scale).sum()), int((pseudo < centre - FAR * scale).sum())
 
 
 def _studentised_draws(pseudo: np.ndarray, other_variance: float) -> np.ndarray:

@@ -12,7 +12,11 @@ A configuration's status, first rule that applies:
 5. ``indicative: <what is short>``: fewer than ``MIN_SEEDS`` seeds (training noise cannot be
    estimated) or fewer test images than :func:`images_needed` for the K configurations
    judged; the interval is shown, no verdict.
-6. ``better`` / ``worse`` when the interval lies below / above 0, else ``not significant``.
+6. ``better`` / ``worse`` when the interval lies below / above 0, else ``not significant``;
+   but ``indicative`` when one or two test images lie far (``analysis.interval.FAR`` robust
+   SDs) on the other side of the rest: a kind of image the configuration does very
+   differently on, too rare in this test set for the interval to weigh (a verdict needs none
+   or ≥ ``MIN_FAR_IMAGES``).
 
 K (the family) counts the configurations with a defined, reliable BD-rate on ≥ ``MIN_SEEDS``
 seeds and ≥ ``MIN_IMAGES`` images, and at least ``searched``: when the
@@ -45,6 +49,7 @@ MIN_SEEDS = 3
 MIN_IMAGES = 24
 KIND_SHARE = 1 / 8      # the smallest kind of image a verdict guards against missing from the test set
 MIN_OVERLAP = 0.5       # shared share of the two curves' quality range below which there is no verdict
+MIN_FAR_IMAGES = 3      # a verdict against a side with fewer far images than this (but some) is only indicative
 MAX_UNDEFINED = 0.0     # share of a level's jackknife replicates without a BD-rate above which: unreliable
 KEYS = ("configuration", "seed", "lmbda", "image")
 CSV_COLUMNS = ("configuration", "n_seeds", "n_images", "bd_rate_vs_off", "ci_low", "ci_high", "status",
@@ -143,11 +148,13 @@ def judge(result: BDInterval, reference_seeds: int, k: int = 1) -> str:
     short = shortfall(min(result.n_seeds, reference_seeds), result.n_images, k)
     if short:
         return f"indicative: {short}"
-    if result.ci_high < -ZERO:
-        return "better"
-    if result.ci_low > ZERO:
-        return "worse"
-    return "not significant"
+    side = "better" if result.ci_high < -ZERO else "worse" if result.ci_low > ZERO else ""
+    against = result.far_images_above if side == "better" else result.far_images_below
+    if side and 0 < against < MIN_FAR_IMAGES:
+        return (f"indicative: {against} test image(s) far on the {'worse' if side == 'better' else 'better'} side of "
+                f"the rest (a kind of image the test set holds too few of to judge; a verdict needs none or ≥ "
+                f"{MIN_FAR_IMAGES})")
+    return side or "not significant"
 
 
 def bd_table(points: pd.DataFrame, reference: str, quality: str = "psnr", method: str = "pchip",
@@ -201,8 +208,7 @@ def _levels(measured: Mapping[str, Measured], k: int, holm: bool) -> dict[str, f
     levels: dict[str, float] = {}
     for j, name in enumerate(order):
         levels[name] = level = 1 - alpha / max(k - j, 1) if holm else simultaneous_confidence(k)
-        result = measured[name].at(level)
-        if not (result.ci_high < -ZERO or result.ci_low > ZERO):
+        if judge(measured[name].at(level), MIN_SEEDS) not in ("better", "worse"):   # evidence checked already
             return {**levels, **{other: level for other in order[j + 1:]}}
     return levels
 

@@ -78,6 +78,7 @@ def rows() -> list[Row]:
                   Row(f"null K=3 3x24 · {regime}", regime, _nulls(3), 3, 24)]
     table += [Row("−10 % K=1 3x24 · paired training noise", "paired training noise", (-0.10,), 3, 24),
               Row("−10 % K=1 3x24 · unpaired training noise", "unpaired training noise", (-0.10,), 3, 24),
+              Row("−10 % K=1 3x24 · t(3) image effects", "t(3) image effects", (-0.10,), 3, 24),
               Row("−10 % K=1 3x24 · skewed +40 %, paired", "skewed +40 %, paired training noise", (-0.10,), 3, 24),
               Row("−10 %, null, null K=3 3x31 · paired training noise", "paired training noise",
                   (-0.10, 0.0, 0.0), 3, 31),
