@@ -81,10 +81,11 @@ def test_nulls_judged_with_others_rarely_yield_any_verdict():
 def test_a_kind_of_image_present_once_does_not_make_a_null_better():
     """A kind of image (1/8 of the population) costs 40 % more bits, the rest save 5.7 %: the true BD-rate is
     0. A 24-image test set holds one such image 14 % of the time; the t interval, whose SE is small exactly
-    when the costly image weighs little, then called the null better 36 % of the time (100 experiments; the
-    image bootstrap-t: 15 %). Unconditionally that is 10.8 % → 5.3 % (benchmarks/verdict_simulation.py)."""
-    _, verdict, _, _, _ = judge({"x": 0.0}, 3, 24, replace(SKEWED, kind_count=1), reps=80, seed=6)
-    assert verdict["x"] <= 0.25
+    when the costly image weighs little, then called the null better in 32 of these 80 experiments. The
+    image bootstrap-t widens the interval; an image far on the worse side of the rest makes it indicative."""
+    _, verdict, _, _, statuses = judge({"x": 0.0}, 3, 24, replace(SKEWED, kind_count=1), reps=80, seed=6)
+    assert verdict["x"] <= 0.12
+    assert any(s.startswith("indicative: 1 test image(s) far on the worse side of the rest") for s in statuses)
 
 
 def test_nulls_with_their_own_rare_kinds_of_image_get_no_verdict_on_too_few_images():
@@ -98,12 +99,13 @@ def test_nulls_with_their_own_rare_kinds_of_image_get_no_verdict_on_too_few_imag
 
 def test_the_best_of_many_nulls_on_validation_is_not_called_better_on_test():
     """20 null configurations with the same trained models on validation and test images (training noise
-    dominates); the best on validation, judged on test: the old rule (K = 1) called it better 7 times in 40
-    experiments; the correction for the 20 searched 2 times (benchmarks/verdict_simulation.py: best of 50)."""
+    dominates); the best on validation, judged on test: the old rule (K = 1) called it better in 7 of these 30
+    experiments; the correction for the 20 searched in 2 (the bound, family-wise, is 5 %;
+    benchmarks/verdict_simulation.py: best of 50)."""
     rng = np.random.default_rng(9)
     noise = Noise(seed_sd=0.03, pairing=0.5, image_sd=0.01, noise_sd=0.01, model_sd=0.01)
     called = 0
-    for _ in range(40):
+    for _ in range(30):
         points = synthetic_points({f"c{i}": 0.0 for i in range(20)}, 3, 48, noise, rng)
         validation = points["image"] < "img024"
         ranked = bd_table(points[validation], "off", resample=False).set_index("configuration").drop(index="off")
@@ -111,7 +113,7 @@ def test_the_best_of_many_nulls_on_validation_is_not_called_better_on_test():
         test = points[~validation & points["configuration"].isin(["off", best])]
         row = bd_table(test, "off", searched=20).set_index("configuration").loc[best]
         called += row["status"] == "better"
-    assert called / 40 <= 0.10
+    assert called / 30 <= 0.10
 
 
 def test_one_seed_interval_misses_training_noise_so_it_is_never_a_verdict():
