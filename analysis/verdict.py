@@ -163,8 +163,9 @@ def bd_table(points: pd.DataFrame, reference: str, quality: str = "psnr", method
     """One row per configuration of ``points`` and of ``incomplete`` (reference first, at 0): TABLE_COLUMNS.
 
     ``incomplete`` maps a configuration to why it is not judged (an errored seed; rows with a
-    non-empty ``error`` column add theirs); when it names the reference, no configuration is judged. ``searched``: how many configurations the
-    judged ones were chosen from on validation (0: none chosen). ``paired``: per configuration,
+    non-empty ``error`` column add theirs); when it names the reference, no configuration is
+    judged. ``searched``: how many configurations the judged ones were chosen from on validation
+    (0: none chosen). ``paired``: per configuration,
     whether its seeds share initial weights and batch order with off's (default: same seed numbers).
     ``holm=False`` judges every interval at the Bonferroni level instead.
     """
@@ -202,13 +203,16 @@ def bd_table(points: pd.DataFrame, reference: str, quality: str = "psnr", method
 
 def _levels(measured: Mapping[str, Measured], k: int, holm: bool) -> dict[str, float]:
     """Holm's step-down as interval levels: by p-value, the j-th is judged at 1 − α/(K − j) while every
-    one before it was significant; it and the rest at that level once one is not."""
+    one before it excluded 0; it and the rest at that level once one does not. One whose interval excludes
+    0 but that is only indicative (far images) counts as rejected for the step-down: reporting fewer
+    verdicts than Holm rejects keeps its family-wise rate."""
     alpha = 1 - FAMILY_CONFIDENCE
     order = sorted(measured, key=lambda name: (measured[name].p_value(), name))
     levels: dict[str, float] = {}
     for j, name in enumerate(order):
         levels[name] = level = 1 - alpha / max(k - j, 1) if holm else simultaneous_confidence(k)
-        if judge(measured[name].at(level), MIN_SEEDS) not in ("better", "worse"):   # evidence checked already
+        result = measured[name].at(level)
+        if not (result.ci_high < -ZERO or result.ci_low > ZERO):   # (one only indicative still steps down)
             return {**levels, **{other: level for other in order[j + 1:]}}
     return levels
 

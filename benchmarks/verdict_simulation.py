@@ -1,6 +1,6 @@
 """The verdict rule's error rates and power on synthetic experiments of known truth.
 
-    python -m benchmarks.verdict_simulation [--reps 100] [--only NAME ...] [--out CSV] [--markdown]
+    python -m benchmarks.verdict_simulation [--reps 100] [--only NAME ...] [--out CSV] [--rule LABEL] [--markdown]
 
 Each experiment is a whole synthetic points table (tests/synthetic_rd.py: per-image,
 per-seed, per-λ-model and per-point noise, skewed kinds of image that each configuration
@@ -146,17 +146,24 @@ def _bonferroni(row: pd.Series) -> str:
     return "not significant"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The docs table: one line per row, percentages."""
+def markdown(table: pd.DataFrame, previous: pd.DataFrame | None = None) -> str:
+    """The docs table: one line per row, percentages; with ``previous``, the same rows under another rule."""
     def cell(value: object) -> str:
         return "" if pd.isna(value) else f"{100 * value:.0f} %"
+
+    def pair(r: pd.Series, a: str, b: str) -> str:
+        return "" if pd.isna(r.get(a, np.nan)) else f"{cell(r[a])} / {cell(r[b])}"
+
+    before = previous.set_index("row") if previous is not None else pd.DataFrame()
     lines = ["| setting (K, seeds × images) · noise | null called (Holm / Bonferroni) | "
-             "power (Holm / Bonferroni) | 2nd effect's power (Holm / Bonferroni) | no verdict | experiments |",
-             "|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        pair = lambda a, b: "" if pd.isna(getattr(r, a, np.nan)) else f"{cell(getattr(r, a))} / {cell(getattr(r, b))}"  # noqa: E731
-        lines.append(f"| {r.row} | {pair('null_holm', 'null_bonferroni')} | {pair('power_holm', 'power_bonferroni')} "
-                     f"| {pair('power2_holm', 'power2_bonferroni')} | {cell(r.no_verdict)} | {r.reps} |")
+             "power (Holm / Bonferroni) | 2nd effect's power (Holm / Bonferroni) | no verdict | previous rule: null "
+             "called / power | experiments |", "|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        old = before.loc[r["row"]] if r["row"] in before.index else pd.Series(dtype=float)
+        earlier = " / ".join(cell(old[c]) for c in ("null_bonferroni", "power_bonferroni") if pd.notna(old.get(c)))
+        lines.append(f"| {r['row']} | {pair(r, 'null_holm', 'null_bonferroni')} | "
+                     f"{pair(r, 'power_holm', 'power_bonferroni')} | {pair(r, 'power2_holm', 'power2_bonferroni')} | "
+                     f"{cell(r['no_verdict'])} | {earlier} | {r['reps']} |")
     return "\n".join(lines)
 
 
@@ -166,17 +173,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="rows whose name contains one of these")
     parser.add_argument("--out", default=str(RESULTS), help="CSV to write")
     parser.add_argument("--markdown", action="store_true", help="print the docs table of --out and exit")
+    parser.add_argument("--previous", help="with --markdown: a CSV of the same rows under an earlier rule")
+    parser.add_argument("--rule", default="current",
+                        help="label of the analysis code judged (e.g. when PYTHONPATH puts an older analysis first)")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(pd.read_csv(args.out)))
+        print(markdown(pd.read_csv(args.out), pd.read_csv(args.previous) if args.previous else None))
         return
     chosen = [(i, row) for i, row in enumerate(rows()) if not args.only or any(part in row.name for part in args.only)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     results = []
     for i, row in chosen:
-        results.append({**measure_row(row, args.reps, seed=1000 + i), "date": dt.date.today().isoformat(),
-                        "machine": platform.node() or platform.machine(), "commit": commit})
-        print({k: v for k, v in results[-1].items() if k not in ("date", "machine", "commit")}, flush=True)
+        results.append({**measure_row(row, args.reps, seed=1000 + i), "rule": args.rule,
+                        "date": dt.date.today().isoformat(), "machine": platform.node() or platform.machine(),
+                        "commit": commit})
+        print({k: v for k, v in results[-1].items() if k not in ("rule", "date", "machine", "commit")}, flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(results).to_csv(args.out, index=False)
 
