@@ -7,8 +7,9 @@ POINTS.csv has one row per ``configuration, seed, lmbda, image`` with ``bpp`` an
 rows) or ``--reference NAME``. An optional ``error`` column marks an errored seed: a row with
 a non-empty ``error`` (its point columns may be empty) makes that configuration "incomplete".
 ``--searched N``: the configurations were chosen as the best of N on validation with the same
-trained models (the verdict then corrects for N). Writes DIR/bd_rate.csv and DIR/report.md (default DIR: a
-``compare`` folder next to POINTS.csv) with the same statistics as ``analysis.report``,
+trained models (the verdict then corrects for N). Seeds with equal numbers count as paired
+(same initial weights and batch order). Writes DIR/bd_rate.csv and DIR/report.md (default
+DIR: a ``compare`` folder next to POINTS.csv) with the same statistics as ``analysis.report``,
 which is this code on an experiment's evaluation points. Bad input: one line, exit 2.
 """
 
@@ -145,8 +146,8 @@ def headline(comparison: Comparison) -> str:
         parts.append(f"**`{best['configuration']}` beats {comparison.reference}**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
                      f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] ({best['confidence']:.1%} interval, Holm over "
                      f"K = {family_size(table)}"
-                     + (f", chosen among N = {_searched(table)} searched" if _searched(table) else "") + ") over {best['n_seeds']} seed(s) and {best['n_images']} "
-                     "test images."
+                     + (f", chosen among N = {_searched(table)} searched" if _searched(table) else "")
+                     + f") over {best['n_seeds']} seed(s) and {best['n_images']} test images."
                      + (f" {len(better) - 1} more configuration(s) are better too." if len(better) > 1 else ""))
     elif len(indicative) and not status.isin(["worse", "not significant"]).any():
         lowest = indicative.sort_values("bd_rate_vs_off").iloc[0]
@@ -161,7 +162,7 @@ def headline(comparison: Comparison) -> str:
     counts = [(status == "worse").sum(), len(indicative) if len(better) or status.isin(["worse", "not significant"]).any()
               else 0, status.str.startswith("unreliable").sum(), status.str.startswith("partial overlap").sum(),
               status.str.startswith("undefined").sum(), status.str.startswith("incomplete").sum()]
-    words = ["significantly worse", "only indicative (too few seeds or images: no verdict)",
+    words = ["significantly worse", "only indicative (too few seeds or images, or a rare kind of image: no verdict)",
              "unreliable (a jackknife replicate without a BD-rate: no verdict)",
              f"on a partial overlap (< {MIN_OVERLAP:.0%} of the quality range: no verdict)", "without a defined BD-rate",
              "incomplete (an errored seed: not judged on its survivors)"]
@@ -181,7 +182,8 @@ def method_section(comparison: Comparison) -> str:
            "validation" if n else "") + ". Holm's step-down: the "
         "configuration with the smallest p-value is judged at 1 − 5 %/K, the next at 1 − 5 %/(K − 1), … until one is "
         "not significant; each interval is shown at the level it was judged at (\"interval\" column). The chance "
-        "that any configuration with no real effect is called better or worse is ≤ 5 % (family-wise).",
+        "that any configuration with no real effect is called better or worse: nominally 5 % (family-wise), at most "
+        "8 % in the simulations of docs/verdict.md.",
         "- Selection: when the configurations were chosen as the best of N on the validation set with the same "
         "trained models, K is at least N (`--searched N`; analysis.report: every configuration the search tried), "
         "because the one shown is the best of N. A fresh run of the chosen configuration (new seeds, K = 1) avoids "
@@ -190,8 +192,10 @@ def method_section(comparison: Comparison) -> str:
         f"{MIN_SEEDS} seeds and enough test images: {MIN_IMAGES} for one configuration, {images_needed(3)} for 3, "
         f"{images_needed(6)} for 6 (so that a kind of image making up 1/8 of the images, on which a configuration "
         "may be much worse, is in the test set for every judged configuration with probability ≥ 95 %: no interval "
-        "can see a kind that is absent); otherwise the status says \"indicative: …\" and what is short. Set by "
-        "simulation (docs/verdict.md).",
+        "can see a kind that is absent); otherwise the status says \"indicative: …\" and what is short. Also "
+        "\"indicative\" when one or two test images lie far from the rest on the other side of the verdict: a kind "
+        "of image the configuration does very differently on, too rare in this set to weigh. Set by simulation "
+        "(docs/verdict.md).",
         "- Every jackknife replicate must have a BD-rate: one without (a leave-one-out curve that is not monotone: "
         "the curve rests on that image or seed) makes the status \"unreliable\" (the interval from the rest is shown, "
         "no verdict); their share is the \"undefined replicates\" column (`undefined_share` in bd_rate.csv).",

@@ -48,8 +48,18 @@ def test_compare_writes_the_table_and_a_report_with_the_verdict(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     # Holm: the clearer configuration is judged at 1 - 5 %/2, the other at 1 - 5 %/1
     assert table.loc["better", "confidence"] == pytest.approx(0.975) and table.loc["same", "confidence"] == 0.95
-    assert "**`better` beats off**" in text and "97.5% interval, Holm over K = 2)" in text
+    assert "**`better` beats off**" in text and "97.5% interval, Holm over K = 2) over 3 seed(s) and 28 test" in text
     assert "| `better` | 3 | paired | 28 | " in text and "| 0.0% |" in text      # undefined share next to the interval
+
+
+def test_configurations_chosen_among_n_are_judged_as_one_of_n(tmp_path):
+    points = synthetic_points({"better": -0.10}, 3, 24, QUIET, np.random.default_rng(3))
+    assert main([str(write(points, tmp_path / "points.csv")), "--searched", "20", "--out", str(tmp_path / "o")]) == 0
+    table = pd.read_csv(tmp_path / "o" / "bd_rate.csv").set_index("configuration")
+    assert table.loc["better", "confidence"] == pytest.approx(1 - 0.05 / 20) and table.loc["better", "family"] == 20
+    text = (tmp_path / "o" / "report.md").read_text()
+    assert "Holm over K = 20, chosen among N = 20 searched) over 3 seed(s)" in text
+    assert "at least the N = 20 configurations the search tried" in text
 
 
 def test_one_seed_and_four_images_is_indicative_in_the_status_and_the_headline(tmp_path):
