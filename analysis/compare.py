@@ -4,8 +4,12 @@
 
 POINTS.csv has one row per ``configuration, seed, lmbda, image`` with ``bpp`` and ``psnr``
 (or the ``--quality`` column), and either ``is_off`` (true on the reference configuration's
-rows) or ``--reference NAME``. Writes DIR/bd_rate.csv and DIR/report.md (default DIR: a
-``compare`` folder next to POINTS.csv) with the same statistics as ``analysis.report``,
+rows) or ``--reference NAME``. An optional ``error`` column marks an errored seed: a row with
+a non-empty ``error`` (its point columns may be empty) makes that configuration "incomplete".
+``--searched N``: the configurations were chosen as the best of N on validation with the same
+trained models (the verdict then corrects for N). Seeds with equal numbers count as paired
+(same initial weights and batch order). Writes DIR/bd_rate.csv and DIR/report.md (default
+DIR: a ``compare`` folder next to POINTS.csv) with the same statistics as ``analysis.report``,
 which is this code on an experiment's evaluation points. Bad input: one line, exit 2.
 """
 
@@ -23,16 +27,16 @@ from .bd import METHODS, MIN_POINTS
 from .cli import ArgumentParser, run
 from .errors import AnalysisError
 from .interval import METHOD
-from .verdict import (FAMILY_CONFIDENCE, MAX_UNDEFINED, MIN_IMAGES, MIN_SEEDS, Comparison, compare, family_size,
-                      level_of, shortfall)
+from .verdict import (KEYS, MIN_IMAGES, MIN_OVERLAP, MIN_SEEDS, Comparison, check_unique, compare, errored_rows,
+                      family_size, images_needed, shortfall)
 
-KEYS = ("configuration", "seed", "lmbda", "image")
 QUALITIES = ("psnr", "ms_ssim_db")
 
 
 def read_points(path: str | os.PathLike[str], reference: str | None = None,
                 quality: str = "psnr") -> tuple[pd.DataFrame, str]:
-    """POINTS.csv checked for what a BD-rate needs; returns (points, reference name)."""
+    """POINTS.csv checked for what a BD-rate needs; returns (points, reference name). Rows with an
+    ``error`` are kept as they are (:func:`analysis.verdict.compare` makes their configuration incomplete)."""
     path = Path(path)
     if not path.is_file():
         raise AnalysisError(f"points file not found: {path}")
@@ -48,18 +52,14 @@ def read_points(path: str | os.PathLike[str], reference: str | None = None,
         raise AnalysisError(f"{path.name} has no rows")
     for column in ("lmbda", "bpp", quality):
         points[column] = pd.to_numeric(points[column], errors="coerce")
-    bad = points[list(needed)].isna()
+    bad = points[list(needed)].isna() & ~errored_rows(points).to_numpy()[:, None]
     if bad.any(axis=None):
         row, column = next((r, c) for r, c in zip(*bad.to_numpy().nonzero()))
         raise AnalysisError(f"{path.name}: {int(bad.any(axis=1).sum())} row(s) with a missing, NaN or non-numeric "
                             f"value (first: line {row + 2}, column {needed[column]})")
     if (points["bpp"] <= 0).any():
         raise AnalysisError(f"{path.name}: bpp must be > 0 (line {int((points['bpp'] <= 0).to_numpy().argmax()) + 2})")
-    duplicated = points.duplicated(list(KEYS))
-    if duplicated.any():
-        first = points[duplicated].iloc[0]
-        raise AnalysisError(f"{path.name}: {int(duplicated.sum())} duplicate row(s) for one configuration, seed, "
-                            f"lmbda, image (first: {', '.join(str(first[k]) for k in KEYS)})")
+    check_unique(points[~errored_rows(points)], path.name)
     reference = _reference(points, reference, path.name)
     if set(points["configuration"]) == {reference}:
         raise AnalysisError(f"nothing to compare: {path.name} has only the reference configuration '{reference}'")
@@ -114,17 +114,17 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str], title:
 # --- the verdict part of a report (analysis.report writes the same) ------------------------------
 
 def verdict_section(comparison: Comparison, title: str, extra: tuple[str, Mapping[str, object]] | None = None) -> str:
-    """The headline, then one row per configuration with its interval and the share of undefined replicates."""
-    level = level_of(comparison.table)
-    ci = f"{level:.1%} CI" if not math.isnan(level) else "CI"
+    """The headline, then one row per configuration with its interval, the interval's level, whether its
+    seeds are paired with the reference's, and the share of undefined replicates."""
     reference = comparison.reference
-    headers = ["configuration", "seeds", "images", f"BD-rate vs {reference} [{ci}]", "undefined replicates",
-               f"BD-PSNR vs {reference}",
-               "status"] + ([extra[0]] if extra else [])
+    headers = ["configuration", "seeds", "seeds paired", "images", f"BD-rate vs {reference} [CI]", "interval",
+               "undefined replicates", f"BD-PSNR vs {reference}", "status"] + ([extra[0]] if extra else [])
     rows = []
     for row in comparison.table.itertuples():
-        rows.append([f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), _count(row.n_seeds),
+        paired = "" if row.is_off or _isnan(row.se) else ("paired" if row.paired_seeds else "unpaired")
+        rows.append([f"`{row.configuration}`" + (" (reference)" if row.is_off else ""), _count(row.n_seeds), paired,
                      _count(row.n_images), _interval(row.bd_rate_vs_off, row.ci_low, row.ci_high, "{:+.2f} %"),
+                     format_number(row.confidence, "{:.2%}"),
                      "" if row.is_off else format_number(row.undefined_share, "{:.1%}"),
                      format_number(row.bd_psnr_vs_off, "{:+.3f} dB"), row.status]
                     + ([_extra(extra[1].get(row.configuration))] if extra else []))
@@ -138,54 +138,77 @@ def headline(comparison: Comparison) -> str:
     if others.empty:
         return "Only the reference has points: nothing to compare."
     status = others["status"].astype(str)
-    level = level_of(table)
     parts = []
     better = others[status == "better"].sort_values("ci_high")
     indicative = others[status.str.startswith("indicative")]
     if len(better):
         best = better.iloc[0]
         parts.append(f"**`{best['configuration']}` beats {comparison.reference}**: BD-rate {best['bd_rate_vs_off']:+.2f} % "
-                     f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] ({level:.1%} interval, simultaneous over "
-                     f"{family_size(table)}) over {best['n_seeds']} seed(s) and {best['n_images']} test images."
+                     f"[{best['ci_low']:+.2f}, {best['ci_high']:+.2f}] ({best['confidence']:.1%} interval, Holm over "
+                     f"K = {family_size(table)}"
+                     + (f", chosen among N = {_searched(table)} searched" if _searched(table) else "")
+                     + f") over {best['n_seeds']} seed(s) and {best['n_images']} test images."
                      + (f" {len(better) - 1} more configuration(s) are better too." if len(better) > 1 else ""))
     elif len(indicative) and not status.isin(["worse", "not significant"]).any():
         lowest = indicative.sort_values("bd_rate_vs_off").iloc[0]
         short = sorted(set(indicative["status"].str.removeprefix("indicative: ")))
         parts.append(f"**No verdict: the evidence is only indicative** ({'; '.join(short)}; a verdict needs ≥ "
-                     f"{MIN_SEEDS} seeds and ≥ {MIN_IMAGES} test images). Lowest BD-rate: `{lowest['configuration']}` "
+                     f"{MIN_SEEDS} seeds and ≥ {MIN_IMAGES} test images, more when several configurations are judged). "
+                     f"Lowest BD-rate: `{lowest['configuration']}` "
                      f"{lowest['bd_rate_vs_off']:+.2f} % [{lowest['ci_low']:+.2f}, {lowest['ci_high']:+.2f}], "
                      "not a verdict.")
     else:
         parts.append(f"**No configuration is significantly better than {comparison.reference}**.")
     counts = [(status == "worse").sum(), len(indicative) if len(better) or status.isin(["worse", "not significant"]).any()
-              else 0, status.str.startswith("unreliable").sum(), status.str.startswith("undefined").sum(),
-              status.str.startswith("incomplete").sum()]
-    words = ["significantly worse", "only indicative (too few seeds or images: no verdict)",
-             "unreliable (too many undefined replicates: no verdict)", "without a defined BD-rate",
+              else 0, status.str.startswith("unreliable").sum(), status.str.startswith("partial overlap").sum(),
+              status.str.startswith("undefined").sum(), status.str.startswith("incomplete").sum()]
+    words = ["significantly worse", "only indicative (too few seeds or images, or a rare kind of image: no verdict)",
+             "unreliable (a jackknife replicate without a BD-rate: no verdict)",
+             f"on a partial overlap (< {MIN_OVERLAP:.0%} of the quality range: no verdict)", "without a defined BD-rate",
              "incomplete (an errored seed: not judged on its survivors)"]
     parts += [f"{int(n)} configuration(s) are {word}." for n, word in zip(counts, words) if n]
     return " ".join(parts)
 
 
 def method_section(comparison: Comparison) -> str:
-    k = family_size(comparison.table)
-    level = level_of(comparison.table)
+    k, n = family_size(comparison.table), _searched(comparison.table)
     return "\n".join([
         "## How the interval and the verdict are computed", "",
         METHOD.format(method=comparison.method),
         "",
-        f"- Multiplicity: {k} configuration(s) are judged against off at once, so each interval is at "
-        + (f"{level:.2%}" if not math.isnan(level) else "1 − 5 %/K")
-        + f" (Bonferroni): together the {k} intervals hold with {FAMILY_CONFIDENCE:.0%} (family-wise).",
+        f"- Multiplicity: K = {k}: the configurations judged against off together (those with a defined, reliable "
+        f"BD-rate on ≥ {MIN_SEEDS} seeds and ≥ {MIN_IMAGES} images)"
+        + (f", at least the N = {n} configurations the search tried, since the judged ones were chosen among them on "
+           "validation" if n else "") + ". Holm's step-down: the "
+        "configuration with the smallest p-value is judged at 1 − 5 %/K, the next at 1 − 5 %/(K − 1), … until one is "
+        "not significant; each interval is shown at the level it was judged at (\"interval\" column). The chance "
+        "that any configuration with no real effect is called better or worse: nominally 5 % (family-wise), at most "
+        "8 % in the simulations of docs/verdict.md.",
+        "- Selection: when the configurations were chosen as the best of N on the validation set with the same "
+        "trained models, K is at least N (`--searched N`; analysis.report: every configuration the search tried), "
+        "because the one shown is the best of N. A fresh run of the chosen configuration (new seeds, K = 1) avoids "
+        "that price.",
         f"- Verdict rule: \"better\" / \"worse\" only when the interval lies below / above 0 *and* there are ≥ "
-        f"{MIN_SEEDS} seeds (paired with off's) and ≥ {MIN_IMAGES} test images; otherwise the status says "
-        "\"indicative: …\" and what is short. These thresholds were set by simulation (README, \"The verdict rule\").",
-        f"- Undefined replicates (a leave-one-out curve that is not monotone) are never dropped silently: their share "
-        f"is the \"undefined replicates\" column (`undefined_share` in bd_rate.csv); above {MAX_UNDEFINED:.0%} of a "
-        "level's replicates the status is \"unreliable\" (the interval from the defined replicates is shown, no "
-        "verdict).",
+        f"{MIN_SEEDS} seeds and enough test images: {MIN_IMAGES} for one configuration, {images_needed(3)} for 3, "
+        f"{images_needed(6)} for 6 (so that a kind of image making up 1/8 of the images, on which a configuration "
+        "may be much worse, is in the test set for every judged configuration with probability ≥ 95 %: no interval "
+        "can see a kind that is absent); otherwise the status says \"indicative: …\" and what is short. Also "
+        "\"indicative\" when one or two test images lie far from the rest on the other side of the verdict: a kind "
+        "of image the configuration does very differently on, too rare in this set to weigh. Set by simulation "
+        "(docs/verdict.md).",
+        "- Every jackknife replicate must have a BD-rate: one without (a leave-one-out curve that is not monotone: "
+        "the curve rests on that image or seed) makes the status \"unreliable\" (the interval from the rest is shown, "
+        "no verdict); their share is the \"undefined replicates\" column (`undefined_share` in bd_rate.csv).",
+        f"- Partial overlap: when the two curves share less than {MIN_OVERLAP:.0%} of their quality range the BD-rate "
+        "rests on a corner of them: shown, no verdict.",
         "- A configuration with an errored seed is \"incomplete\" and not judged on its surviving seeds.",
     ])
+
+
+def _searched(table: pd.DataFrame) -> int:
+    """N: how many configurations the judged ones were chosen from on validation (0: not chosen)."""
+    searched = table["searched"].dropna()
+    return int(searched.max()) if len(searched) else 0
 
 
 def evidence_notes(comparison: Comparison) -> list[str]:
@@ -200,8 +223,9 @@ def evidence_notes(comparison: Comparison) -> list[str]:
                         if seeds < 2 else "") + f"run ≥ {MIN_SEEDS} seeds and judge on ≥ {MIN_IMAGES} test images.")
     unpaired = table[(table["paired_seeds"] == False) & table["se"].notna()]   # noqa: E712 (NaN-safe)
     if len(unpaired):
-        notes.append("Seeds not paired with the reference's (different seed sets): " + ", ".join(
-            f"`{c}`" for c in unpaired["configuration"]) + "; their seed level leaves seeds out on each side apart.")
+        notes.append("Seeds not paired with the reference's (not the same initial weights and batch order): "
+                     + ", ".join(f"`{c}`" for c in unpaired["configuration"])
+                     + "; their seed level leaves seeds out on each side apart.")
     return notes
 
 
@@ -242,8 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> Path:
         args = _parser().parse_args(argv)
         points, reference = read_points(args.points, args.reference, args.quality)
+        if args.searched < 0:
+            raise AnalysisError(f"--searched must be >= 0, got {args.searched}")
         out = args.out if args.out is not None else Path(args.points).resolve().parent / "compare"
-        return write_comparison(compare(points, reference, args.quality, args.method), out, Path(args.points).name)
+        comparison = compare(points, reference, args.quality, args.method, searched=args.searched)
+        return write_comparison(comparison, out, Path(args.points).name)
 
     return run("analysis.compare", body)
 
@@ -256,6 +283,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--method", choices=METHODS, default="pchip",
                         help="BD interpolation: pchip (default), cubic (classic VCEG-M33), akima")
     parser.add_argument("--quality", choices=QUALITIES, default="psnr", help="distortion column (default psnr)")
+    parser.add_argument("--searched", type=int, default=0, metavar="N",
+                        help="the configurations were chosen as the best of N on validation (default 0: not chosen)")
     return parser
 
 

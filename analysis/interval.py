@@ -7,13 +7,21 @@ Method (stated in report.md by :data:`METHOD`):
   bjontegaard, pchip) is the point estimate.
 * Interval: a two-level (seeds × images) delete-one jackknife with a t quantile. Each image
   replicate leaves one test image out of both curves (images are paired); each seed
-  replicate leaves seed s out of both curves when the two have the same seeds (seed s of a
-  configuration and of off share initial weights and batch order: paired), else out of one
-  curve at a time. The variance is the sum of the levels' jackknife variances (which counts
-  the seed × image interaction twice: on the wide side), the degrees of freedom
+  replicate leaves seed s out of both curves when seed s of the configuration and of off share
+  initial weights and batch order (paired: ``paired``, which analysis.report reads from the
+  trials' records; by default, equal seed sets), else out of one curve at a time. The
+  variance is the sum of the levels' jackknife variances (which counts the seed × image
+  interaction twice: on the wide side), the degrees of freedom
   Welch–Satterthwaite's from each level's n − 1, computed with each level's variance at its
-  80 % upper confidence bound (conservative: see :func:`_jackknife_se`), and the interval the
+  80 % upper confidence bound (conservative: see :func:`_se_and_df`), and the t interval the
   estimate ± t·SE.
+* Skewed image effects: a kind of image on which a configuration is much worse, present in
+  one or two of the test images, makes the mean skewed and the SE small exactly when those
+  images weigh little; the t interval then calls a null better. So the interval is the union
+  of the t interval and an image-level studentised bootstrap (bootstrap-t over the image
+  jackknife's pseudo-values, the seed level's variance kept): it widens only on the side the
+  images are skewed towards. A kind absent from the test set no interval can see: that is
+  :mod:`analysis.verdict`'s image count rule.
 
 Why not the percentile bootstrap this module used before: with 3 seeds it has 10 distinct
 seed resamples, underestimates the seed variance by a third and has no small-sample (t)
@@ -24,13 +32,14 @@ simulations run in the test suite.
 
 A replicate whose curve is not monotone (or loses overlap) has no BD-rate: the share of
 such replicates is reported, never silently dropped; the variance uses the defined ones and
-:mod:`analysis.verdict` marks the interval unreliable above ``MAX_UNDEFINED`` of a level.
+:mod:`analysis.verdict` gives no verdict on such an interval (the missing replicate is the
+most influential one).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -43,15 +52,20 @@ from .points import validation_points
 CONFIDENCE = 0.95
 ZERO = 1e-9             # |BD| below this counts as exactly 0 (identical curves)
 DF_BOUND = 0.80         # degrees of freedom from each level's variance at this upper confidence bound
+BOOTSTRAP_DRAWS = 9999  # image-bootstrap draws (enough for the 0.4 % tails of K = 6)
+FAR = 8.0               # an image's pseudo-value this many robust SDs from the median is far from the rest
 METHOD = (
     "Point estimate: per λ, bpp and the distortion averaged over seeds and test images; BD-rate (bjontegaard, "
     "{method}) of that curve vs off's. Interval: two-level delete-one jackknife with a t quantile — each replicate "
-    "leaves one test image out of both curves (paired images), or one seed out of both curves when the "
-    "configuration and off have the same seeds (paired seeds: same initial weights and batch order; otherwise out "
+    "leaves one test image out of both curves (paired images), or one seed out of both curves when seed s of the "
+    "configuration and of off start from the same initial weights and see the same batches (paired seeds: read from "
+    "the trials' records by analysis.report, from equal seed numbers in a points CSV; otherwise out "
     "of one curve at a time); SE² is the sum of the two levels' jackknife variances, the degrees of freedom "
     "Welch–Satterthwaite's with each level's variance at its 80 % upper confidence bound (conservative when 3 seeds "
-    "happen to look quiet), and the interval the estimate ± t·SE. With 1 seed there is no seed level: the interval "
-    "then covers test-image sampling only, not training noise."
+    "happen to look quiet); the interval is the union of the estimate ± t·SE and an image-level studentised "
+    "bootstrap interval (bootstrap-t over the image jackknife's pseudo-values, 9999 draws), which widens it on the "
+    "side a few images skew it to. With 1 seed there is no seed level: the interval then covers test-image sampling "
+    "only, not training noise."
 )
 
 
@@ -80,31 +94,77 @@ class BDInterval:
     worst_level: str = ""                 # the level with the largest undefined share ("seed"/"image")
     worst_level_share: float = 0.0
     undefined_reason: str = ""            # the most frequent reason a replicate was undefined
+    far_images_above: int = 0             # test images far above the rest (the configuration costs much more there)
+    far_images_below: int = 0             # ... far below (it saves much more there)
 
 
 def bd_interval(points: pd.DataFrame, configuration: str, reference: str, quality: str = "psnr",
-                method: str = "pchip", confidence: float = CONFIDENCE, resample: bool = True) -> BDInterval:
+                method: str = "pchip", confidence: float = CONFIDENCE, resample: bool = True,
+                paired: bool | None = None) -> BDInterval:
     """BD of ``configuration`` vs ``reference`` in a points table (see :mod:`analysis.points`).
 
-    ``resample=False`` gives the point estimate only (status "no interval").
+    ``resample=False`` gives the point estimate only (status "no interval"). ``paired``: whether
+    seed s of both shares initial weights and batch order (None: when both have the same seeds).
     """
+    return measure(points, configuration, reference, quality, method, resample, paired).at(confidence)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One configuration's BD-rate and what its interval needs at any confidence level."""
+
+    result: BDInterval                     # at no level yet (confidence NaN)
+    t_star: np.ndarray = field(default_factory=lambda: np.empty(0))   # image-bootstrap studentised draws
+
+    def at(self, confidence: float) -> BDInterval:
+        """The interval at ``confidence``: the union of the jackknife t interval and the image-level
+        studentised bootstrap one (see the module docstring)."""
+        r = self.result
+        if r.status or math.isnan(r.se):
+            return r
+        if r.se <= ZERO:       # identical curves up to rounding
+            return replace(r, ci_low=r.bd_rate_vs_off, ci_high=r.bd_rate_vs_off, confidence=confidence)
+        below = above = float(stats.t.ppf(1 - (1 - confidence) / 2, r.df))
+        if len(self.t_star):
+            low, high = np.quantile(self.t_star, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+            below, above = max(below, float(high)), max(above, -float(low))
+        return replace(r, ci_low=r.bd_rate_vs_off - below * r.se, ci_high=r.bd_rate_vs_off + above * r.se,
+                       confidence=confidence)
+
+    def p_value(self) -> float:
+        """Two-sided: the largest 1 − confidence at which :meth:`at`'s interval still covers 0."""
+        r = self.result
+        if r.status or math.isnan(r.se):
+            return math.nan
+        if r.se <= ZERO:
+            return 1.0 if abs(r.bd_rate_vs_off) <= ZERO else 0.0
+        t = r.bd_rate_vs_off / r.se
+        p = 2 * float(stats.t.sf(abs(t), r.df))
+        if len(self.t_star):
+            p = max(p, 2 * min(float(np.mean(self.t_star <= t)), float(np.mean(self.t_star >= t))))
+        return min(p, 1.0)
+
+
+def measure(points: pd.DataFrame, configuration: str, reference: str, quality: str = "psnr", method: str = "pchip",
+            resample: bool = True, paired: bool | None = None) -> Measured:
+    """The point estimate, the jackknife SE and the image bootstrap of ``configuration`` vs ``reference``."""
     test, off = (_cube(points[points["configuration"] == name], quality) for name in (configuration, reference))
     lambdas = sorted(set(test.lambdas) & set(off.lambdas))
     images = sorted(set(test.images) & set(off.images))
     shape = dict(n_seeds=len(test.seeds), n_images=len(images), n_lambdas=len(lambdas))
     problem = _incomplete(test, off, lambdas, images)
     if problem:
-        return _undefined(shape, problem)
+        return Measured(_undefined(shape, problem))
     test, off = test.select(lambdas, images), off.select(lambdas, images)
     rate = bd_rate_checked(*off.curve(), *test.curve(), method=method)
     psnr = bd_psnr_checked(*off.curve(), *test.curve(), method=method)
     if rate.reason:
-        return _undefined(shape, _wording(rate.reason))
+        return Measured(_undefined(shape, _wording(rate.reason)))
     if not resample:
-        return BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
-                          bd_psnr_vs_off=psnr.value, status="no interval", overlap=rate.overlap)
+        return Measured(BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
+                                   bd_psnr_vs_off=psnr.value, status="no interval", overlap=rate.overlap))
 
-    paired = test.seeds == off.seeds
+    paired = test.seeds == off.seeds if paired is None else paired and test.seeds == off.seeds
     levels, reasons = {}, {}
     for level, replicates in _replicates(test, off, paired):
         values = []
@@ -114,17 +174,51 @@ def bd_interval(points: pd.DataFrame, configuration: str, reference: str, qualit
                 reasons[result.reason] = reasons.get(result.reason, 0) + 1
             values.append(result.value)
         levels[level] = np.array(values)
-    se, df = _jackknife_se(list(levels.values()))
-    half = 0.0 if se == 0 else float(stats.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    variances, dfs = _jackknife_variances(list(levels.values()))
+    se, df = _se_and_df(variances, dfs)
     total = sum(len(v) for v in levels.values())
     shares = {level: float(np.isnan(v).mean()) for level, v in levels.items()}
     worst = max(shares, key=shares.get) if shares else ""
-    return BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=rate.value - half, ci_high=rate.value + half,
-                      bd_psnr_vs_off=psnr.value, status="", overlap=rate.overlap, se=se, df=df,
-                      confidence=confidence, paired_seeds=paired,
-                      undefined_share=sum(int(np.isnan(v).sum()) for v in levels.values()) / total if total else 0.0,
-                      worst_level=worst.split(":")[0], worst_level_share=shares.get(worst, 0.0),
-                      undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "")
+    image = levels.get("image", np.empty(0))
+    t_star, far = np.empty(0), (0, 0)
+    if len(image) >= 2 and np.isfinite(image).all() and se > ZERO:
+        pseudo = len(image) * rate.value - (len(image) - 1) * image
+        t_star, far = _studentised_draws(pseudo, se ** 2 - _variance(image)), _far(pseudo)
+    result = BDInterval(**shape, bd_rate_vs_off=rate.value, ci_low=math.nan, ci_high=math.nan,
+                        bd_psnr_vs_off=psnr.value, status="", overlap=rate.overlap, se=se, df=df, paired_seeds=paired,
+                        undefined_share=sum(int(np.isnan(v).sum()) for v in levels.values()) / total if total else 0.0,
+                        worst_level=worst.split(":")[0], worst_level_share=shares.get(worst, 0.0),
+                        undefined_reason=_wording(max(reasons, key=reasons.get)) if reasons else "",
+                        far_images_above=far[0], far_images_below=far[1])
+    return Measured(result, t_star)
+
+
+def _far(pseudo: np.ndarray) -> tuple[int, int]:
+    """Images whose pseudo-value lies more than FAR robust SDs (1.4826 · MAD) above / below the median:
+    a kind of image on which the configuration does very differently from the rest."""
+    centre = float(np.median(pseudo))
+    scale = 1.4826 * float(np.median(np.abs(pseudo - centre)))
+    if scale <= ZERO:
+        return 0, 0
+    return int((pseudo > centre + FAR * scale).sum()), int((pseudo < centre - FAR * scale).sum())
+
+
+def _studentised_draws(pseudo: np.ndarray, other_variance: float) -> np.ndarray:
+    """Bootstrap-t over test images: the image jackknife's pseudo-values resampled with replacement
+    (scipy.stats.bootstrap), each draw (mean − estimate) / SE with the image variance recomputed from
+    the draw and the seed level's variance kept. Where few images carry a skewed effect, a draw that
+    misses them is both far off and narrow: the quantiles then stretch the interval on that side."""
+    n, centre = len(pseudo), float(pseudo.mean())
+
+    def studentised(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        variance = sample.var(axis=axis, ddof=1) / n + max(other_variance, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (sample.mean(axis=axis) - centre) / np.sqrt(variance)
+        return np.nan_to_num(t, nan=0.0)
+
+    draws = stats.bootstrap((pseudo,), studentised, n_resamples=BOOTSTRAP_DRAWS, method="percentile",
+                            vectorized=True, rng=np.random.default_rng(0)).bootstrap_distribution
+    return np.asarray(draws)
 
 
 def bd_over_epochs(experiment: Experiment, reference: str, method: str = "pchip", quality: str = "psnr") -> pd.DataFrame:
@@ -166,19 +260,24 @@ def _replicates(test: "_Cube", off: "_Cube", paired: bool):
                                    else (test.curve(), cube.curve(seeds=np.delete(seeds, s))) for s in seeds]
 
 
-def _jackknife_se(levels: list[np.ndarray]) -> tuple[float, float]:
+def _variance(values: np.ndarray) -> float:
+    """Delete-one jackknife variance of one level's defined replicates (0 with fewer than 2)."""
+    defined = values[np.isfinite(values)]
+    n = len(defined)
+    return (n - 1) / n * float(np.sum((defined - defined.mean()) ** 2)) if n >= 2 else 0.0
+
+
+def _jackknife_variances(levels: list[np.ndarray]) -> tuple[list[float], list[int]]:
+    """Each level's jackknife variance and its n − 1 (levels with fewer than 2 defined replicates left out)."""
+    kept = [values for values in levels if np.isfinite(values).sum() >= 2]
+    return [_variance(values) for values in kept], [int(np.isfinite(values).sum()) - 1 for values in kept]
+
+
+def _se_and_df(variances: list[float], dfs: list[int]) -> tuple[float, float]:
     """SE from the summed delete-one variances of each level, and conservative Welch–Satterthwaite
     degrees of freedom: computed with each level's variance at its upper DF_BOUND confidence bound, so a
     seed variance that 3 seeds happen to underestimate cannot also claim the image level's many degrees
     of freedom (plain Satterthwaite called a null better/worse 13.5 % of the time at 3 seeds, K = 3)."""
-    variances, dfs = [], []
-    for values in levels:
-        defined = values[np.isfinite(values)]
-        n = len(defined)
-        if n < 2:
-            continue
-        variances.append((n - 1) / n * float(np.sum((defined - defined.mean()) ** 2)))
-        dfs.append(n - 1)
     total = sum(variances)
     if total <= 0:
         return 0.0, math.inf

@@ -67,7 +67,8 @@ def report_data(experiment_dir: str | os.PathLike[str], anchor: str | None = Non
     resample = source == "test"
     metrics = set(experiment.trials.get("config/metric", pd.Series(dtype=object)).dropna())
     quality = "ms_ssim_db" if metrics == {"ms-ssim"} else "psnr"
-    table = compare(points, reference, quality, method, errored_seeds(experiment), resample).table
+    table = compare(points, reference, quality, method, errored_seeds(experiment), resample,
+                    searched=searched_configurations(experiment), paired=paired_seeds(experiment, reference)).table
     table.loc[table["status"] == "no interval", "status"] = NO_INTERVAL
     ranks = ranking(experiment).set_index("configuration")
     table["val_rd_score"] = table["configuration"].map(ranks["rd_score"])
@@ -99,6 +100,27 @@ def errored_seeds(experiment: Experiment) -> dict[str, str]:
     return {configuration: "; ".join(f"seed {row.seed} errored ({row.error or 'no message'})"
                                      for row in rows.itertuples())
             for configuration, rows in failed.groupby("configuration", sort=True)}
+
+
+# what fixes a trial's initial weights (seeded before the model is built) and its batch order
+PAIRING_KEYS = ("seed", "model_name", "init_weights", "train_dataset", "batch_size", "patch_size", "steps_per_epoch")
+
+
+def paired_seeds(experiment: Experiment, reference: str) -> dict[str, bool]:
+    """Per configuration: whether each of its trials starts from the same initial weights and sees the same
+    batches as the reference's trial of the same seed (the trials' recorded config, not the seed numbers)."""
+    trials = eligible_trials(experiment)
+    columns = [f"config/{key}" for key in PAIRING_KEYS if f"config/{key}" in trials]
+    keys = {name: {tuple(str(v) for v in row) for row in rows[columns].itertuples(index=False)}
+            for name, rows in trials.groupby("configuration")}
+    off = keys.get(reference, set())
+    return {name: bool(own) and own == off for name, own in keys.items() if name != reference}
+
+
+def searched_configurations(experiment: Experiment) -> int:
+    """N: every configuration other than off that the search tried (the evaluated ones were chosen among them)."""
+    trials = experiment.trials
+    return int(trials.loc[~trials["is_off"], "configuration"].nunique())
 
 
 def _vs_anchor(points: pd.DataFrame, configuration: str, anchor, method: str, quality: str) -> float:

@@ -182,7 +182,8 @@ def test_table_has_off_at_zero_and_says_why_bd_is_undefined():
     assert table.loc["x", "status"] == "indicative: 1 seed, 8 test images" and table.loc["x", "ci_high"] < 0
     assert table.loc["bent", "status"].startswith("undefined: non-monotone configuration's curve")
     assert table.loc["gap", "status"].startswith("undefined:") and "not evaluated" in table.loc["gap", "status"]
-    assert table.loc["x", "confidence"] == pytest.approx(1 - 0.05 / 3)     # 3 configurations judged at once
+    # K counts only configurations that can get a verdict: not the undefined ones nor x (1 seed, 8 images)
+    assert table.loc["x", "confidence"] == pytest.approx(0.95) and table.loc["x", "family"] == 0
     assert list(table.columns[:7]) == ["n_seeds", "n_images", "bd_rate_vs_off", "ci_low", "ci_high", "status",
                                        "undefined_share"]
 
@@ -307,7 +308,10 @@ def test_report_is_compare_on_the_evaluation_points(evaluated, tmp_path):
     assert row["n_seeds"] == 2 and table.loc["off", "bd_rate_vs_off"] == 0 and "delta=0.3" not in table.index
     text = (evaluated / "report" / "report.md").read_text()
     assert "**No verdict: the evidence is only indicative** (2 seeds, 3 test images; a verdict needs ≥ 3 seeds" in text
-    assert "beats off" not in text and "delete-one jackknife" in text and "(Bonferroni)" in text
+    assert "beats off" not in text and "delete-one jackknife" in text and "Holm's step-down" in text
+    # the selection is stated: N counts every configuration the search tried, delta=0.3 included
+    assert "at least the N = 2 configurations the search tried" in text
+    assert "| `delta=0.1` | 2 | paired | 3 |" in text
     for name in ("rd_curves.png", "bd_rate_over_epochs.png", "learning_curves.png", "hparam_effects.png"):
         assert (evaluated / "report" / name).stat().st_size > 0, name
     assert compare_main([str(points), "--out", str(tmp_path / "compare")]) == 0
