@@ -116,7 +116,7 @@ def learning_figure(data: ReportData) -> Figure:
     return figure
 
 
-@register_figure("hparam_effects.png", "BD-rate vs off (simultaneous interval, as in the verdict table) against each "
+@register_figure("hparam_effects.png", "BD-rate vs off (Holm-level interval, as in the verdict table) against each "
                  "searched parameter")
 def effects_figure(data: ReportData) -> Figure:
     table = data.table[~data.table["is_off"]]
@@ -146,7 +146,7 @@ def effects_figure(data: ReportData) -> Figure:
         axes.set_ylabel("BD-rate vs off (%)")
         axes.grid(True, alpha=0.3)
     level = level_of(data.table)
-    figure.suptitle("BD-rate vs off, " + (f"test set, {level:.1%} simultaneous interval" if data.source == "test" else
+    figure.suptitle("BD-rate vs off, " + (f"test set, intervals at their Holm levels (lowest {level:.1%})" if data.source == "test" else
                                          "VALIDATION set, no interval (no test evaluation yet)"))
     return figure
 
