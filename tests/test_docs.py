@@ -185,6 +185,13 @@ def test_readme_preset_costs_are_the_dry_runs(preset, capsys):
     assert cells[-1] == (wall.group(1) if wall else "—"), (cells, out)
 
 
+def test_readme_quotes_the_dry_runs_default_gpu_step_time():
+    from search.cost import default_step_seconds
+
+    seconds, _ = default_step_seconds("HPCM_Base", 16, 256, gpu=True)
+    assert f"HPCM_Base {seconds:g} s a step at batch 16 × 256²" in (ROOT / "README.md").read_text()
+
+
 def test_mkdocs_builds_strictly(tmp_path):
     """Broken links or anchors between pages, and pages left out of the nav, fail the build."""
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", str(ROOT / "mkdocs.yml"),
