@@ -178,7 +178,7 @@ def test_readme_preset_costs_are_the_dry_runs(preset, capsys):
     assert main(["--space", "phase2_delta", "--preset", preset, "--dry-run", "--plan-gpus", "8",
                  *DRY_RUN_EXTRA.get(preset, [])]) == 0
     out = capsys.readouterr().out
-    total = re.search(r"^total: (.+)$", out, re.M).group(1)
+    total = re.search(r"^total: ([\d.,]+ [A-Z]+-hours)", out, re.M).group(1)
     wall = re.search(r"on 8 GPUs .*: about (.+) wall-clock", out)
     cells = _readme_row(preset)
     assert cells[-2] == total, (cells, total)
