@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 CONTROL = ROOT / "benchmarks" / "results" / "positive_control" / "positive_control.json"
+PROFILE = ROOT / "benchmarks" / "results" / "demo_trial_profile.json"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,17 @@ FIGURES = [
              lambda d, name=name: (d["loader"]["patch"], d["loader"][name]["ratio_after_over_before"],
                                    d["loader"][name]["ms_per_image_before"], d["loader"][name]["ms_per_image_after"]))
       for name in ("768x512_png", "2040x1356_png", "2040x1356_jpeg")],
+    Figure(RESULTS_PAGE, "`benchmarks/results/demo_trial_profile.json` ({}; {}), written by `{}`", PROFILE,
+           lambda d: (d["date"], d["machine"], d["command"])),
+    Figure(RESULTS_PAGE, "one `cpu-smoke` trial (δ = {:g}) of {} epochs × {} steps of batch {}", PROFILE,
+           lambda d: (d["result"]["delta"], d["result"]["epochs"], d["result"]["steps_per_epoch"],
+                      d["result"]["batch_size"])),
+    *[Figure(RESULTS_PAGE, f"| {label} | {{:.2f}} |", PROFILE, lambda d, key=key: (d["result"]["sections_cpu_s"][key],))
+      for key, label in (("train_steps", "training steps (forward, backward, Adam)"),
+                         ("validation", "validation of the 4 λ models, every epoch"),
+                         ("predictability", "inter-scale predictability fit (inside validation)"),
+                         ("real_bpp", "real bitstreams (once, last epoch)"), ("checkpoints", "checkpoints"))],
+    Figure(RESULTS_PAGE, "| **whole trial** | **{:.1f}** |", PROFILE, lambda d: (d["result"]["cpu_s"],)),
     Figure(RESULTS_PAGE, "`positive_control.json` ({}; {})", CONTROL, lambda d: (d["date"], d["machine"])),
     Figure(RESULTS_PAGE, "| budget | {}, {} seeds × {} λ, {} epochs × {} steps, batch {}, patch {}, lr {:g}; Phase 1 over "
                          "epochs 1–{}, then Phase 2 repel δ {:g}, aligner `{}` |", CONTROL,
