@@ -13,7 +13,7 @@ from trainable.pretrained import warm_start_path
 PRESET_ONLY = frozenset({"model", "bd_rate", "fine_tunes"})
 
 PRESETS: dict[str, dict] = {
-    # The `make demo` path: 2 CPU cores, under 15 minutes (README: measured). Every λ model starts from the
+    # The `make demo` path: 2 CPU cores, under 15 minutes (docs/results.md: measured). Every λ model starts from the
     # shipped HPCM_Tiny warm start (λ 0.013, 2400 steps: trainable.pretrained) and is fine-tuned 192 steps
     # of batch 4 (training, steps and their image decoding, was 85 % of a trial at batch 8 x 240 steps:
     # benchmarks.demo_trial_profile); 12 epochs so the official step decay gives the last epoch lr/10
@@ -25,16 +25,18 @@ PRESETS: dict[str, dict] = {
                   "lambdas": (0.0005, 0.0015, 0.0045, 0.013), "init_weights": str(warm_start_path()),
                   "cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 2},
     # A few GPU-hours: HPCM_Base, short epochs; one GPU shared by a trial's λ models. Trials at
-    # once: as many as the cluster's GPUs (search.cluster), as for every preset below.
+    # once: as many as the cluster's GPUs (search.cluster), as for every preset below. CPUs per
+    # trial: loader workers + 1, enough for the crops/s the GPUs need at the documented 2K-PNG
+    # decode rate (search.loader_plan; the dry run warns when the loader binds).
     "gpu-short": {"model": "HPCM_Base", "max_epochs": 50, "grace_epochs": 10, "num_samples": 8, "seeds": 1,
                   "batch_size": 8, "patch_size": 256, "steps_per_epoch": 500, "learning_rate": 1e-4,
-                  "lambdas": None, "cpus_per_trial": 4, "gpus_per_trial": 1},
+                  "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 1},
     # The paper's budget: 3000 epochs, λ models spread over 2 GPUs per trial, 3 seeds.
     "paper": {"model": "HPCM_Base", "max_epochs": 3000, "grace_epochs": 200, "num_samples": 16, "seeds": 3,
               "batch_size": 16, "patch_size": 256, "steps_per_epoch": None, "learning_rate": 1e-4,
-              "lambdas": None, "cpus_per_trial": 8, "gpus_per_trial": 2,
+              "lambdas": None, "cpus_per_trial": 16, "gpus_per_trial": 2,
               "checkpoint_every": 10},   # 6 HPCM_Base λ models are ~4.9 GB a checkpoint; ASHA rungs are multiples of 10
-    # A day on 8 GPUs (README "Planning a study"): every λ model fine-tuned from its released
+    # A day on 8 GPUs (docs/planning.md): every λ model fine-tuned from its released
     # checkpoint (--init-weights: a folder or mapping with one file per λ, required) for 50,000
     # steps at the official batch and crop, with and without the regularizers. phase2_delta at 3
     # seeds: 12 trials x 6 λ, ~150 GPU-hours by the dry run's default step time; 2 GPUs per
@@ -51,7 +53,7 @@ PRESETS: dict[str, dict] = {
     # range, 200,000 steps (~5 % of the paper's 3000 Flickr2W epochs at batch 16), 1 GPU per trial.
     "gpu-convergence": {"model": "HPCM_Base", "max_steps": 200_000, "steps_per_epoch": 5_000, "scheduler": "fifo",
                         "num_samples": 4, "seeds": 3, "batch_size": 16, "patch_size": 256, "learning_rate": 1e-4,
-                        "lambdas": (0.0035, 0.013, 0.0483), "init_weights": None, "cpus_per_trial": 4,
+                        "lambdas": (0.0035, 0.013, 0.0483), "init_weights": None, "cpus_per_trial": 16,
                         "gpus_per_trial": 1, "bd_rate": False},   # 3 λs: steps-to-quality, no BD-rate
 }
 

@@ -129,7 +129,7 @@ def test_concurrency_is_derived_from_the_resources_ray_reports(capsys):
         assert cluster_max_concurrent(config(cpus_per_trial=3, gpus_per_trial=0.5)) == 5      # CPUs: floor(16 / 3)
         assert cluster_max_concurrent(config(cpus_per_trial=1, gpus_per_trial=1,
                                              trial_resources={"big_node": 1})) == 3          # custom resource
-        assert cluster_max_concurrent(SearchConfig.create("phase2_delta", "gpu-day")) == 4      # 2 GPUs, 4 CPUs each
+        assert cluster_max_concurrent(SearchConfig.create("phase2_delta", "gpu-day")) == 1      # 16 CPUs each (loader): CPUs bind
         assert cluster_max_concurrent(config(gpus_per_trial=1, max_concurrent=2)) == 2          # explicit wins
         with pytest.raises(InputError, match="asks for GPU 16 but the cluster has GPU 8"):
             cluster_max_concurrent(config(gpus_per_trial=16))
