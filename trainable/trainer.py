@@ -206,7 +206,7 @@ def train_step(run: Run, x: torch.Tensor, phase2: bool) -> tuple[dict[str, torch
         with full_precision(x.device):
             reg, pairs = run.phase2([t.float() for t in latents], masks)
         loss = loss + reg
-        extra = {"inter_scale_reg": reg, **{f"inter_scale_{name}": d for name, d in pairs.items()}}
+        extra = {"inter_scale_reg": reg, **{f"inter_scale_epoch_{name}": d for name, d in pairs.items()}}
     run.global_step += 1
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -275,8 +275,8 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
         metrics.update(tau=taus[k], epoch_seconds=seconds, images_per_s=steps * len(x) / seconds,
                        nonfinite_steps=skipped)
         metrics.setdefault("inter_scale_reg", 0.0)
-        if phase2[k]:   # what a predictor fitted afresh on the epoch's last batch scores, next to the charge
-            metrics.update({f"inter_scale_fresh_{name}": d for name, d in run.phase2.fresh().items()})
+        if phase2[k]:   # the charge and an independent fresh estimate, on the same recent batches
+            metrics.update(run.phase2.sampled())
         metrics.update(evaluate(run.model, data.val_images, run.criterion, run.device))
         run.epoch, metrics["global_step"] = epoch + 1, run.global_step
         if run.done and run.config.real_bpp:
