@@ -82,7 +82,7 @@ def test_one_image_is_split_into_blocks_and_bad_input_is_refused():
 def test_validation_metrics_per_pair():
     images = [list(zip(*fields(8, [(4, 6)], 0.5, seed))) for seed in range(3)]   # one pair per image
     metrics = inter_scale_r2(images, ["s1_s2"])
-    assert set(metrics) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    assert set(metrics) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka", "within", "neighbourhood")}
     coarse = [img[0][0] for img in images]
     fine = [img[0][1] for img in images]
     assert metrics["val_inter_scale_r2_s1_s2"] == scale_predictability(coarse, fine)
@@ -129,5 +129,31 @@ def test_a_diverged_model_reads_nan_instead_of_stopping_the_run():
     good = (torch.randn(4, 4, 4), torch.randn(4, 8, 8))
     bad = (torch.full((4, 4, 4), float("inf")), torch.randn(4, 8, 8))
     out = inter_scale_r2([[good], [bad], [good]], ["s1_s2"])
-    assert set(out) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    assert set(out) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka", "within", "neighbourhood")}
     assert all(math.isnan(v) for v in out.values())
+
+
+def test_each_kind_reads_zero_on_independent_fields_and_sees_its_own_structure():
+    """8 images of HPCM_Tiny's s1 grid on 128 x 192 crops (8 x 12, 32 channels). A different linear
+    map per image (true R^2 within an image ~0.99) is invisible to the shared map ("cross") and seen
+    by "within"; a map shifted by one position is seen better by "neighbourhood" than by "cross"."""
+    rng = np.random.default_rng(0)
+    grids, c = [(8, 12)] * 8, 32
+    fine = [smooth(rng, c, 2 * h, 2 * w) for h, w in grids]
+    noise = [smooth(rng, c, h, w) for h, w in grids]
+    bands = [dwt_features(f.unsqueeze(0), "subbands")[0] for f in fine]
+    shared = torch.from_numpy(rng.standard_normal((c, 4 * c)))
+    per_image = [torch.einsum("cd,dhw->chw", torch.from_numpy(rng.standard_normal((c, 4 * c))), b) for b in bands]
+    shifted = [torch.roll(torch.einsum("cd,dhw->chw", shared, b), 1, -1) for b in bands]
+
+    def mixed(signal, r):
+        scale = torch.cat([t.flatten() for t in signal]).std() / torch.cat([t.flatten() for t in noise]).std()
+        return [math.sqrt(r) * s / scale + math.sqrt(1 - r) * n for s, n in zip(signal, noise)]
+
+    for kind in ("cross", "within", "neighbourhood"):
+        assert -0.25 <= scale_predictability(noise, fine, kind) <= 0.05, kind
+    assert scale_predictability(mixed(per_image, 0.99), fine, "within") > 0.5
+    assert scale_predictability(mixed(per_image, 0.99), fine, "cross") < 0.05
+    assert scale_predictability(mixed(shifted, 0.5), fine, "neighbourhood") > scale_predictability(mixed(shifted, 0.5), fine) + 0.03
+    with pytest.raises(ValueError, match="kind"):
+        scale_predictability(noise, fine, "global")
