@@ -157,3 +157,25 @@ def test_each_kind_reads_zero_on_independent_fields_and_sees_its_own_structure()
     assert scale_predictability(mixed(shifted, 0.5), fine, "neighbourhood") > scale_predictability(mixed(shifted, 0.5), fine) + 0.03
     with pytest.raises(ValueError, match="kind"):
         scale_predictability(noise, fine, "global")
+
+
+def test_the_report_figure_shows_every_kind_per_configuration(tmp_path):
+    import pandas as pd
+
+    from analysis.experiment import Experiment
+    from analysis.figures import ReportData, registered_figures
+    from analysis.predictability_plot import kind_means
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "configuration": ["off", "repel", "repel"],
+                           "status": "TERMINATED", "seed": [0, 0, 1]})
+    rows = [{"trial_id": t, "configuration": c, "epoch": e, "val_inter_scale_r2_s1_s2": r + e,
+             "val_inter_scale_within_s1_s2": r / 2, "val_inter_scale_neighbourhood_s1_s2": r / 4}
+            for t, c, r in (("a", "off", 0.8), ("b", "repel", 0.4), ("c", "repel", 0.2)) for e in (0, 1)]
+    data = ReportData(Experiment(tmp_path, trials, pd.DataFrame(), pd.DataFrame(rows)), pd.DataFrame(),
+                      "validation", pd.DataFrame(), "off", None)
+    table = kind_means(data)["s1_s2"]
+    assert table.loc["repel"].tolist() == pytest.approx([1.3, 0.15, 0.075])    # last epoch, mean of the seeds
+    assert table.loc["off"].tolist() == pytest.approx([1.8, 0.4, 0.2])
+    spec = next(s for s in registered_figures() if s.filename == "inter_scale_kinds.png")
+    heights = sorted(round(p.get_height(), 6) for p in spec.draw(data).axes[0].patches)
+    assert heights == sorted([1.3, 0.15, 0.075, 1.8, 0.4, 0.2])
