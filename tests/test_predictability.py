@@ -50,9 +50,9 @@ def test_independent_smooth_scales_read_zero(model, sizes):
     """Interleaved folds read +0.94 here: neighbouring positions on both sides of the split."""
     channels, grids = s1_grids(model, sizes)
     for seed in range(2):
-        report = predictability_report(*fields(channels, grids, 0.0, seed))
+        report = predictability_report(*fields(channels, grids, 0.0, seed), resamples=40 if len(grids) <= 3 else 0)
         assert -0.15 <= report.r2 <= 0.05, (seed, report)
-        assert report.low <= report.r2 <= report.high
+        assert len(grids) > 3 or report.low <= report.r2 <= report.high
         assert abs(report.cka) < (0.05 if len(grids) > 3 else 0.2), report   # the second measure agrees
 
 
@@ -60,8 +60,8 @@ def test_independent_smooth_scales_read_zero(model, sizes):
 def test_a_true_r2_of_one_half(sizes):
     channels, grids = s1_grids("HPCM_Tiny", sizes)
     for seed in range(2):
-        report = predictability_report(*fields(channels, grids, 0.5, seed))
-        null = predictability_report(*fields(channels, grids, 0.0, seed))
+        report = predictability_report(*fields(channels, grids, 0.5, seed), resamples=0)
+        null = predictability_report(*fields(channels, grids, 0.0, seed), resamples=0)
         if len(grids) > 3:
             assert 0.4 <= report.r2 <= 0.6, report
         else:
@@ -134,11 +134,11 @@ def test_a_diverged_model_reads_nan_instead_of_stopping_the_run():
 
 
 def test_each_kind_reads_zero_on_independent_fields_and_sees_its_own_structure():
-    """8 images of HPCM_Tiny's s1 grid on 128 x 192 crops (8 x 12, 32 channels). A different linear
+    """8 images of an 8 x 12 coarse grid, 16 channels (64 sub-band features). A different linear
     map per image (true R^2 within an image ~0.99) is invisible to the shared map ("cross") and seen
     by "within"; a map shifted by one position is seen better by "neighbourhood" than by "cross"."""
     rng = np.random.default_rng(0)
-    grids, c = [(8, 12)] * 8, 32
+    grids, c = [(8, 12)] * 8, 16
     fine = [smooth(rng, c, 2 * h, 2 * w) for h, w in grids]
     noise = [smooth(rng, c, h, w) for h, w in grids]
     bands = [dwt_features(f.unsqueeze(0), "subbands")[0] for f in fine]

@@ -146,6 +146,8 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
         y = images[0][1]
         return [torch.zeros_like(y) if ridges is None else y.new_zeros(len(ridges), *y.shape)]
     labels = list(groups) if groups is not None and len(units) == len(images) else list(range(len(units)))
+    rank = {g: i for i, g in enumerate(dict.fromkeys(labels))}    # groups 0, 2 -> folds 0, 1
+    labels = [rank[g] for g in labels]
     k = min(len(set(labels)), MAX_FOLDS)
     predictions: list[torch.Tensor] = [torch.empty(0)] * len(units)
     for fold in range(k):
