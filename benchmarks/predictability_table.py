@@ -13,6 +13,9 @@
 * ``batch``: the training charge's R^2 (1 - reading) at batch 1, 4, 8, 16 on a fixed linear map of
   true R^2 0.5 (Tiny s1_s2 on 256 crops: 4 x 4 grid), after ~64 images, and a fit on the batch
   alone (the charge before it pooled recent images).
+* ``gradients``: per parameter group, the norm of the RD loss's gradient and the Phase 2 term's
+  (delta 1) at initialisation: what the term trains on each model (and on DHIC_Tiny with its
+  coded residuals, ``--scale-latents new``).
 * ``trained``: HPCM_Tiny and DHIC_Tiny trained off and with Phase 2 repel (delta 0.1, the default
   aligner and latents) for ``--steps`` steps (batch 4, 128 crops) per seed: per pair, the
   validation measure's three kinds, the charge and its fresh estimate, and the cross measure
@@ -191,11 +194,42 @@ def training_crops(model_name: str, run_dir: Path, config) -> dict:
             for k, name in enumerate(pair_names(model.num_scales))}
 
 
+def gradients(models: tuple[str, ...]) -> dict:
+    """Where the Phase 2 term's gradient goes: per model and parameter group (the name up to its
+    second dot), the norm of the gradient of the RD loss and of the term (delta 1, repel, the
+    model's default latents) on one batch of 4 training crops (128 px) at initialisation."""
+    from trainable.config import TrainConfig
+    from trainable.models.interface import carried_latents
+    from trainable.trainer import Datasets, Run
+
+    out = {}
+    for model, latents in [(m, "model") for m in models] + [("DHIC_Tiny", "new")]:
+        config = TrainConfig(model_name=model, phase2_reg=True, delta=1.0, batch_size=4, patch_size=128, device="cpu",
+                             scale_latents=latents)
+        torch.manual_seed(0)
+        run = Run(config, torch.device("cpu"), steps_per_epoch=1)
+        folder = Datasets(config).train
+        x = torch.stack([folder[(i, 7 + i)] for i in range(4)])
+        out_ = run.model(x, return_scale_latents=True)
+        losses = {"rd": run.criterion(out_, x)["loss"], "phase2": run.phase2(*carried_latents(out_, run.scale_latents))[0]}
+        norms: dict = {}
+        for name, loss in losses.items():
+            grads = torch.autograd.grad(loss, list(run.model.parameters()), retain_graph=True, allow_unused=True)
+            for (param, _), g in zip(run.model.named_parameters(), grads):
+                group = ".".join(param.split(".")[:3] if param.startswith("levels.") else param.split(".")[:1])
+                norms.setdefault(group, {}).setdefault(name, 0.0)
+                norms[group][name] += float(g.pow(2).sum()) if g is not None else 0.0
+        key = f"{model} ({run.scale_latents} latents)"
+        out[key] = {g: {k: math.sqrt(v) for k, v in n.items()} for g, n in norms.items()}
+        print(key, {g: {k: round(v, 3) for k, v in n.items()} for g, n in out[key].items()}, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("synthetic", "coverage", "batch", "trained", "all"), default="all")
+    parser.add_argument("--part", choices=("synthetic", "coverage", "batch", "gradients", "trained", "all"), default="all")
     parser.add_argument("--models", nargs="+", default=["HPCM_Tiny", "DHIC_Tiny"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300)
@@ -214,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         results["coverage"] = {**stamp, "truths": coverage()}
     if args.part in ("batch", "all"):
         results["batch"] = {**stamp, "sizes": batch_sizes()}
+    if args.part in ("gradients", "all"):
+        results["gradients"] = {**stamp, "norms": gradients(tuple(args.models))}
     if args.part in ("trained", "all"):
         results["trained"] = {**stamp, "runs": trained(tuple(args.models), args.seeds, args.steps)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
