@@ -197,16 +197,16 @@ def lstsq_charge(bands: torch.Tensor, coarse: torch.Tensor, ridges=RIDGES, earli
     """crossfit's l2 reading, computed independently: the best held-out 1 - R^2 over the ridges,
     ridge as an augmented least-squares problem solved by torch.linalg.lstsq. Folds by image
     (i mod K, K = min(B, 4)), or one image's top/bottom halves, each half centred on its own
-    positions; ``earlier`` (bands, coarse) of earlier batches join every fit (one image is then
-    predicted whole from them)."""
+    positions; with ``earlier`` (bands, coarse) of earlier batches, the whole batch is predicted
+    by a fit on them alone."""
     def centre(t):
         return t.double() - t.double().mean((2, 3), keepdim=True)
     x, y = centre(bands), centre(coarse)
-    if len(x) >= 2:
+    if earlier is not None:
+        parts = [(x, y)]
+    elif len(x) >= 2:
         k = min(len(x), 4)
         parts = [(x[i::k], y[i::k]) for i in range(k)]
-    elif earlier is not None:
-        parts = [(x, y)]
     else:
         half = x.shape[2] // 2
         parts = [(centre(x[:, :, :half]), centre(y[:, :, :half])), (centre(x[:, :, half:]), centre(y[:, :, half:]))]
@@ -252,8 +252,8 @@ def test_crossfit_charges_the_held_out_objective_of_a_fresh_fit(batch):
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_next_batch_is_scored_by_a_fit_that_pools_the_earlier_one(batch):
-    """The pool: the earlier batch's rows join every fit of the next; a single image is then
-    predicted whole (no halves), and the batch's own fit stays a candidate (batch >= 2)."""
+    """The pool: a fit on the earlier batch predicts the whole next batch; the batch's own
+    cross-fit stays a candidate (batch >= 2; one image has no halves)."""
     first, second = related_latents(batch=batch, seed=1), related_latents(batch=batch, seed=2)
     reg = InterScaleRegularizer(CHANNELS, delta=1.0, aligner="crossfit")
     reg(first)

@@ -236,7 +236,7 @@ class InterScaleRegularizer(nn.Module):
             readings[name] = reading.detach()
             if self.training:
                 window.append((coarse.detach(), bands.detach(), readings[name]))
-                while len(window) > 1 and sum(len(c) for c, _, _ in window) - len(window[0][0]) >= WINDOW_IMAGES:
+                while len(window) > 1 and sum(len(c) for c, _, _ in window) - len(window[0][0]) >= 2 * WINDOW_IMAGES:
                     window.popleft()
         return self.weight * torch.stack(terms).sum(), readings
 
@@ -244,16 +244,18 @@ class InterScaleRegularizer(nn.Module):
     def sampled(self) -> dict[str, float]:
         """Per pair, over the same recent training batches (the last ~``WINDOW_IMAGES`` images):
         ``inter_scale_<pair>``, the mean reading of the charge on each batch when it was trained;
-        ``inter_scale_fresh_<pair>``, an independent estimate of the same quantity (float64 SVD
-        fits, other folds: whole batches held out, the ridge by inner cross-validation, each batch
-        scored by a fit on the others); ``inter_scale_gap_<pair>`` = fresh - charge. A charge the
+        ``inter_scale_fresh_<pair>``, an independent estimate of the same quantity
+        (:func:`fresh_estimate`); ``inter_scale_gap_<pair>`` = fresh - charge. A charge the
         encoder cannot outrun stays close to it. Empty before training."""
         out = {}
         for name, aligner, window in zip(self.pair_names, self.aligners, self.windows):
             if not window:
                 continue
-            charge = float(torch.stack([r for _, _, r in window]).mean())
-            fresh = fresh_estimate(aligner, list(window), DISTANCES[self.distance])
+            window = list(window)
+            sizes = [len(c) for c, _, _ in window]
+            scored = [k for k in range(len(window)) if sum(sizes[k:]) <= WINDOW_IMAGES] or [len(window) - 1]
+            charge = float(torch.stack([window[k][2] for k in scored]).mean())
+            fresh = fresh_estimate(aligner, window, scored, DISTANCES[self.distance])
             out.update({f"inter_scale_{name}": charge, f"inter_scale_fresh_{name}": fresh,
                         f"inter_scale_gap_{name}": fresh - charge})
         return out
@@ -276,23 +278,25 @@ class InterScaleRegularizer(nn.Module):
 
 
 def fresh_estimate(aligner: Aligner, window: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                   distance: Distance) -> float:
-    """Mean over the window's batches of the best distance a float64 SVD ridge (one per strength in
-    ``RIDGES``) scores on a batch when fitted on the window's earlier batches (equally weighted,
-    where the charge decays its pool) or, with two images or more, on the batch's other images
-    (leave-one-image-out where the charge holds out i mod 4): the charge's information, by another
-    solver, other folds and other weights."""
+                   scored: list[int], distance: Distance) -> float:
+    """Mean over the ``scored`` batches of the window of the best distance a float64 SVD ridge (one
+    per strength in ``RIDGES``) scores on a batch when fitted on the ``WINDOW_IMAGES`` images before
+    it (equally weighted, where the charge decays its pool) or, with two images or more, on the
+    batch's other images (leave one out, where the charge holds out i mod 4): the charge's
+    information, by another solver, other folds and other weights."""
     units = [centred_units(list(b), list(c)) for c, b, _ in window]
     grid = torch.tensor(RIDGES, dtype=torch.float64, device=units[0][0][0].device)
     scores = []
-    for k, ((c, _, _), batch) in enumerate(zip(window, units)):
+    for k in scored:
+        batch = units[k]
         candidates = [leave_one_out(batch, grid)] if len(batch) >= 2 else []
-        earlier = [u for previous in units[:k] for u in previous]
+        earlier = [u for previous in units[:k] for u in previous][-WINDOW_IMAGES:]
         if earlier:
             candidates.append(fit_predict(earlier, batch, grid))
         if not candidates:           # the first single image: the zero predictor
             candidates.append([torch.zeros(len(RIDGES), *y.shape, dtype=y.dtype, device=y.device) for _, y in batch])
-        scores.append(torch.stack([aligner.fresh_score(c.float(), torch.stack(p, 1)[g].permute(0, 3, 1, 2).float(), distance)
+        c = window[k][0].float()
+        scores.append(torch.stack([aligner.fresh_score(c, torch.stack(p, 1)[g].permute(0, 3, 1, 2).float(), distance)
                                    for p in candidates for g in range(len(RIDGES))]).min())
     return float(torch.stack(scores).mean())
 

@@ -58,23 +58,25 @@ def ridge_solution(x_mean: torch.Tensor, y_mean: torch.Tensor, xx: torch.Tensor,
     return torch.linalg.solve(cov_xx + lam * eye, cov_xy), x_mean, y_mean
 
 
-def ridge_weights(x: torch.Tensor, y: torch.Tensor, ridges: torch.Tensor,
-                  pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def ridge_weights(x: torch.Tensor, y: torch.Tensor, ridges: torch.Tensor) -> torch.Tensor:
     """W [G, d, m] of the ridge regressions of centred rows ``y`` [N, m] on ``x`` [N, d], one per
-    relative strength in ``ridges`` [G]; ``pool`` = (sum x x^T, sum x y^T) of earlier rows joins the
-    fit. Primal or dual (kernel) form, whichever system is smaller (the same W). Cholesky without
-    error checks: no host sync; lambda > 0 keeps it positive definite."""
+    relative strength in ``ridges`` [G]. Primal or dual (kernel) form, whichever system is smaller
+    (the same W)."""
     n, d = x.shape
-    if pool is None and n < d:
-        lam = ridge_lambda(x, ridges).view(-1, 1, 1)
-        system = x @ x.T + lam * torch.eye(n, dtype=x.dtype, device=x.device)
-        factor = torch.linalg.cholesky_ex(system)[0]
-        return x.T @ torch.cholesky_solve(y.expand(len(ridges), n, -1), factor)
-    xx, xy = x.T @ x, x.T @ y
-    if pool is not None:
-        xx, xy = xx + pool[0], xy + pool[1]
-    lam = (ridges * xx.diagonal().sum() / d + 1e-12).view(-1, 1, 1)     # = ridge_lambda over all rows
-    factor = torch.linalg.cholesky_ex(xx + lam * torch.eye(d, dtype=x.dtype, device=x.device))[0]
+    if n >= d:
+        return moment_weights(x.T @ x, x.T @ y, ridges)
+    lam = ridge_lambda(x, ridges).view(-1, 1, 1)
+    system = x @ x.T + lam * torch.eye(n, dtype=x.dtype, device=x.device)
+    factor = torch.linalg.cholesky_ex(system)[0]
+    return x.T @ torch.cholesky_solve(y.expand(len(ridges), n, -1), factor)
+
+
+def moment_weights(xx: torch.Tensor, xy: torch.Tensor, ridges: torch.Tensor) -> torch.Tensor:
+    """W [G, d, m] from summed moments xx = X^T X [d, d], xy = X^T Y [d, m], one per relative ridge.
+    Cholesky without error checks: no host sync; lambda > 0 keeps it positive definite."""
+    d = xx.shape[0]
+    lam = (ridges * xx.diagonal().sum() / d + 1e-12).view(-1, 1, 1)     # = ridge_lambda of the rows
+    factor = torch.linalg.cholesky_ex(xx + lam * torch.eye(d, dtype=xx.dtype, device=xx.device))[0]
     return torch.cholesky_solve(xy.expand(len(ridges), d, -1), factor)
 
 
@@ -99,27 +101,24 @@ def centred_parts(t: torch.Tensor, parts: list[Index]) -> torch.Tensor:
     return torch.cat([centred(t[p]) for p in parts], len(parts[0]) - 1)
 
 
-def cross_fitted(bands: torch.Tensor, coarse: torch.Tensor, ridges: torch.Tensor, detach_fit: bool,
-                 pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_fitted(bands: torch.Tensor, coarse: torch.Tensor, ridges: torch.Tensor, detach_fit: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(held-out predictions [G, B, C_c, h, w], centred targets [B, C_c, h, w]) of ``coarse`` from
     ``bands``, both centred per fold part (:func:`centred_parts`): each fold predicted by a fit on
-    the other folds (plus ``pool``'s rows), one per ridge in ``ridges``. One image with a pool is
-    predicted whole from the pool: its halves share smooth content across their border, and a fit
-    on one half read 0.3 on the other for independent smooth fields.
+    the other folds, one per ridge in ``ridges``.
 
     ``detach_fit``: the fitted W is a constant (the envelope gradient: only the held-out rows
     carry gradient); otherwise gradients also flow through the fit."""
-    whole = pool is not None and len(bands) == 1    # one image and a pool: no halves, no spatial leak between them
-    parts = [(slice(None),)] if whole else fold_parts(*bands.shape[:1], *bands.shape[-2:])
+    parts = fold_parts(*bands.shape[:1], *bands.shape[-2:])
     x, y = centred_parts(bands, parts), centred_parts(coarse, parts)
     out = x.new_zeros(len(ridges), *y.shape)     # stays the zero predictor where no fold can be fitted
-    for held in parts if len(parts) >= 2 or whole else []:
+    for held in parts if len(parts) >= 2 else []:
         fits = [p for p in parts if p is not held]
-        xf = torch.cat([as_rows(x[i]) for i in fits]) if fits else x.new_zeros(0, x.shape[1])
-        yf = torch.cat([as_rows(y[i]) for i in fits]) if fits else y.new_zeros(0, y.shape[1])
+        xf = torch.cat([as_rows(x[i]) for i in fits])
+        yf = torch.cat([as_rows(y[i]) for i in fits])
         if detach_fit:
             xf, yf = xf.detach(), yf.detach()
-        w = ridge_weights(xf, yf, ridges, pool)
+        w = ridge_weights(xf, yf, ridges)
         target = y[held]
         out[(slice(None), *held)] = torch.stack([from_rows(as_rows(x[held]) @ wg, target) for wg in w])
     return out, y
