@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         print("predictability_table: --seeds must be >= 1 and --steps >= 3", file=sys.stderr)
         raise SystemExit(2)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    stamp = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    stamp = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit or "unknown",
              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                         f"{torch.get_num_threads()} threads"}
     if args.part in ("synthetic", "all"):
