@@ -141,14 +141,14 @@ def batch_sizes(r: float = 0.5) -> dict:
     return out
 
 
-def trained(models: tuple[str, ...], seeds: int, steps: int) -> dict:
+def trained(models: tuple[str, ...], seeds: int, steps: int, configurations: tuple[str, ...] = ("off", "repel")) -> dict:
     from trainable.config import TrainConfig
     from trainable.trainer import train
 
     out: dict = {}
     epochs = 3
     for model in models:
-        for configuration in ("off", "repel"):
+        for configuration in configurations:
             runs = []
             for seed in range(seeds):
                 with tempfile.TemporaryDirectory() as tmp:
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", choices=("synthetic", "coverage", "batch", "gradients", "trained", "all"), default="all")
     parser.add_argument("--models", nargs="+", default=["HPCM_Tiny", "DHIC_Tiny"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--configurations", nargs="+", choices=("off", "repel"), default=["off", "repel"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predictability.json"))
     args = parser.parse_args(argv)
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.part in ("gradients", "all"):
         results["gradients"] = {**stamp, "norms": gradients(tuple(args.models))}
     if args.part in ("trained", "all"):
-        results["trained"] = {**stamp, "runs": trained(tuple(args.models), args.seeds, args.steps)}
+        key = "trained" if args.configurations == ["off", "repel"] else f"trained ({', '.join(args.configurations)})"
+        results[key] = {**stamp, "runs": trained(tuple(args.models), args.seeds, args.steps, tuple(args.configurations))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
