@@ -70,11 +70,11 @@ class CrossFitAligner(Aligner):
             if distance is l2_distance:
                 energy = target.pow(2).sum()   # below float rounding of the raw latents: collapsed, nothing to predict
                 energy = torch.where(energy > 1e-10 * coarse.pow(2).sum(), energy, 0.0)
-                sse = (target - predictions).pow(2).flatten(1).sum(1)
                 # an empty pool is no candidate (its zero predictor would flatten the term); one image
                 # before any pool: the zero predictor
-                sse[:len(pooled)] = torch.where(self.pool_xx.diagonal().sum() > 0, sse[:len(pooled)], torch.inf)
-                sse = sse.min()
+                usable = torch.ones(len(predictions), dtype=torch.bool, device=bands.device)
+                usable[:len(pooled)] = self.pool_xx.diagonal().sum() > 0
+                sse = torch.where(usable, (target - predictions).pow(2).flatten(1).sum(1), torch.inf).min()
                 sse = torch.where(torch.isinf(sse), energy, sse)
                 reading = torch.where(energy > 0, sse / energy.clamp_min(1e-30), 1.0)
                 term = bounded(sse, energy, sign)

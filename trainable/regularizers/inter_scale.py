@@ -2,15 +2,15 @@
 
 For each pair of adjacent scales, coarser c (C_c x h x w) and finer f (C_f x 2h x 2w), the
 finer latent is brought to c's grid by the Haar DWT and an aligner A predicts c from it; the
-pair is charged a distance d between c and the prediction, and
-    L_inter = sign * delta * sum_pairs d,   sign = -1 "repel" (scales less predictable from
+pair is charged a term t(c, A(DWT(f))), and
+    L_inter = sign * delta * sum_pairs t,   sign = -1 "repel" (scales less predictable from
                                             each other, the paper's -delta * L2) or +1 "attract".
 
 The aligner (``--phase2-aligner``) decides who minimises what:
 
-* ``crossfit`` (default): a best linear predictor refitted on every batch, cross-fitted on
-  blocked folds; d = its own held-out objective, 1 - R^2 of the centred c, in [0, 1]
-  (:class:`CrossFitAligner`). The encoder cannot outrun it: there is no state to go stale.
+* ``crossfit`` (default, ``crossfit.py``): the best held-out linear predictor of c, fitted on
+  this batch's other folds or on a pool of ~64 recent images; logs d = 1 - held-out R^2, charges
+  the smooth bound 2 S / (S + E).
 * ``adversarial``: the best linear predictor on moving averages (momentum 0.99) of earlier
   batches' moments, held for the encoder; d = l2 of RMS-normalised tensors. Kept for
   reproduction: stale, outrun by an encoder that drifts (rotation toy: d 1.4-1.7 where a fresh
@@ -24,7 +24,9 @@ The aligner (``--phase2-aligner``) decides who minimises what:
   with rho(-A) = -rho(A), repel(A) = attract(-A) + const: the sign changes nothing.
 
 ``adversarial``, ``ridge`` and ``joint`` compare n(c) with n(P), n = per-sample RMS
-normalisation (l2 <= 4, l1 and cosine <= 2). All fits use one ridge convention (``ridge.py``).
+normalisation (l2 <= 4, l1 and cosine <= 2): t = d. All fits use one ridge convention (``ridge.py``).
+Logged per pair (:meth:`InterScaleRegularizer.sampled`): the reading d on recent training
+batches and an independent fresh estimate of it on the same batches.
 ``scale_latents="new"`` masks the *finer* latent to the positions first coded at its scale:
 HPCM's scales are nested (s2 holds s1's values, y holds s2's), so with ``full`` the finer
 latent contains the coarse one and the pair partly compares a tensor with itself.
