@@ -38,7 +38,7 @@ class Predictability:
 
 KINDS = ("cross", "within", "neighbourhood")
 RANDOM_FEATURES = 128
-MAX_LINEAR = 512
+MAX_LINEAR = 1152    # the whole 3 x 3 neighbourhood of HPCM_Tiny's 128 sub-band features
 RESAMPLES = 100
 
 
