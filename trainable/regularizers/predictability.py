@@ -81,7 +81,7 @@ def predictability_report(coarse: Sequence[torch.Tensor], fine: Sequence[torch.T
                 refits.append(done[tuple(pick)])
         if refits:    # the percentile and the basic (2 R^2 - q) intervals together: either alone missed truths
             q_low, q_high = np.quantile(refits, [0.025, 0.975])
-            low, high = float(min(q_low, 2 * r2 - q_high)), float(max(q_high, 2 * r2 - q_low))
+            low, high = float(min(q_low, 2 * r2 - q_high)), float(min(max(q_high, 2 * r2 - q_low), 1.0))   # R^2 <= 1
     per_image = tuple(float(1 - e / t) if t > 0 else math.nan for e, t in zip(sse, sst))
     return Predictability(float(r2), low, high, cross_image_cka(images), per_image)
 
