@@ -64,6 +64,6 @@ def register_figure(filename: str, caption: str) -> Callable:
 
 def registered_figures() -> list[FigureSpec]:
     """Every registered figure, in registration order."""
-    from . import plots  # noqa: F401  (importing it registers the built-in figures)
+    from . import plots, predictability_plot  # noqa: F401  (importing them registers the built-in figures)
 
     return list(_FIGURES.values())

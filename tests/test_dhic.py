@@ -129,6 +129,33 @@ def test_phase2_compares_residuals_under_new_and_decoded_latents_under_full():
     assert latents == out["scale_latents"] and masks is out["scale_new_masks"]
 
 
+def test_by_default_phase2_and_the_measure_read_what_each_model_declares():
+    """DHIC: the decoded latents (its residuals carry no inter-scale R^2 to remove); HPCM: the
+    new positions of its nested scales; an explicit --scale-latents overrides."""
+    from trainable.config import TrainConfig
+    from trainable.models.interface import default_latents
+    from trainable.trainer import Run, evaluate
+    from trainable.loss import RateDistortionLoss
+    from trainable.regularizers import inter_scale_r2, pair_rows
+
+    assert TrainConfig().scale_latents == "model"
+    for name, declared in (("DHIC_Tiny", "full"), ("HPCM_Tiny", "new")):
+        run = Run(TrainConfig(model_name=name, phase2_reg=True, device="cpu"), torch.device("cpu"), 1)
+        assert default_latents(run.model) == declared and run.phase2.scale_latents == declared
+        explicit = Run(TrainConfig(model_name=name, phase2_reg=True, device="cpu", scale_latents="new"),
+                       torch.device("cpu"), 1)
+        assert explicit.phase2.scale_latents == "new"
+    model = create_model("DHIC_Tiny").eval()
+    x = image(128, 128)
+    metrics = evaluate(model, [(x * 255).round().to(torch.uint8)], RateDistortionLoss(0.01), torch.device("cpu"))
+    with torch.no_grad():
+        out = model(x, return_scale_latents=True)
+    expected = inter_scale_r2([pair_rows(out["scale_latents"], None, (1.0, 1.0))], ["s1_s2", "s2_s3", "s3_s4"])
+    residuals = inter_scale_r2([pair_rows(out["scale_residuals"], None, (1.0, 1.0))], ["s1_s2", "s2_s3", "s3_s4"])
+    key = "val_inter_scale_r2_s3_s4"
+    assert metrics[key] == pytest.approx(expected[key]) and metrics[key] != pytest.approx(residuals[key])
+
+
 @pytest.mark.parametrize("h,w", [(70, 90), (130, 97), (64, 64)])
 def test_decode_equals_eval_forward(fitted, h, w):
     x = image(h, w, seed=2)

@@ -50,9 +50,9 @@ def test_independent_smooth_scales_read_zero(model, sizes):
     """Interleaved folds read +0.94 here: neighbouring positions on both sides of the split."""
     channels, grids = s1_grids(model, sizes)
     for seed in range(2):
-        report = predictability_report(*fields(channels, grids, 0.0, seed))
+        report = predictability_report(*fields(channels, grids, 0.0, seed), resamples=40 if len(grids) <= 3 else 0)
         assert -0.15 <= report.r2 <= 0.05, (seed, report)
-        assert report.low <= report.r2 <= report.high
+        assert len(grids) > 3 or report.low <= report.r2 <= report.high
         assert abs(report.cka) < (0.05 if len(grids) > 3 else 0.2), report   # the second measure agrees
 
 
@@ -60,8 +60,8 @@ def test_independent_smooth_scales_read_zero(model, sizes):
 def test_a_true_r2_of_one_half(sizes):
     channels, grids = s1_grids("HPCM_Tiny", sizes)
     for seed in range(2):
-        report = predictability_report(*fields(channels, grids, 0.5, seed))
-        null = predictability_report(*fields(channels, grids, 0.0, seed))
+        report = predictability_report(*fields(channels, grids, 0.5, seed), resamples=0)
+        null = predictability_report(*fields(channels, grids, 0.0, seed), resamples=0)
         if len(grids) > 3:
             assert 0.4 <= report.r2 <= 0.6, report
         else:
@@ -82,7 +82,7 @@ def test_one_image_is_split_into_blocks_and_bad_input_is_refused():
 def test_validation_metrics_per_pair():
     images = [list(zip(*fields(8, [(4, 6)], 0.5, seed))) for seed in range(3)]   # one pair per image
     metrics = inter_scale_r2(images, ["s1_s2"])
-    assert set(metrics) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    assert set(metrics) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka", "within", "neighbourhood")}
     coarse = [img[0][0] for img in images]
     fine = [img[0][1] for img in images]
     assert metrics["val_inter_scale_r2_s1_s2"] == scale_predictability(coarse, fine)
@@ -129,5 +129,53 @@ def test_a_diverged_model_reads_nan_instead_of_stopping_the_run():
     good = (torch.randn(4, 4, 4), torch.randn(4, 8, 8))
     bad = (torch.full((4, 4, 4), float("inf")), torch.randn(4, 8, 8))
     out = inter_scale_r2([[good], [bad], [good]], ["s1_s2"])
-    assert set(out) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka")}
+    assert set(out) == {f"val_inter_scale_{k}_s1_s2" for k in ("r2", "lo", "hi", "cka", "within", "neighbourhood")}
     assert all(math.isnan(v) for v in out.values())
+
+
+def test_each_kind_reads_zero_on_independent_fields_and_sees_its_own_structure():
+    """8 images of an 8 x 12 coarse grid, 16 channels (64 sub-band features). A different linear
+    map per image (true R^2 within an image ~0.99) is invisible to the shared map ("cross") and seen
+    by "within"; a map shifted by one position is seen better by "neighbourhood" than by "cross"."""
+    rng = np.random.default_rng(0)
+    grids, c = [(8, 12)] * 8, 16
+    fine = [smooth(rng, c, 2 * h, 2 * w) for h, w in grids]
+    noise = [smooth(rng, c, h, w) for h, w in grids]
+    bands = [dwt_features(f.unsqueeze(0), "subbands")[0] for f in fine]
+    shared = torch.from_numpy(rng.standard_normal((c, 4 * c)))
+    per_image = [torch.einsum("cd,dhw->chw", torch.from_numpy(rng.standard_normal((c, 4 * c))), b) for b in bands]
+    shifted = [torch.roll(torch.einsum("cd,dhw->chw", shared, b), 1, -1) for b in bands]
+
+    def mixed(signal, r):
+        scale = torch.cat([t.flatten() for t in signal]).std() / torch.cat([t.flatten() for t in noise]).std()
+        return [math.sqrt(r) * s / scale + math.sqrt(1 - r) * n for s, n in zip(signal, noise)]
+
+    for kind in ("cross", "within", "neighbourhood"):
+        assert -0.25 <= scale_predictability(noise, fine, kind) <= 0.05, kind
+    assert scale_predictability(mixed(per_image, 0.99), fine, "within") > 0.5
+    assert scale_predictability(mixed(per_image, 0.99), fine, "cross") < 0.05
+    assert scale_predictability(mixed(shifted, 0.5), fine, "neighbourhood") > scale_predictability(mixed(shifted, 0.5), fine) + 0.03
+    with pytest.raises(ValueError, match="kind"):
+        scale_predictability(noise, fine, "global")
+
+
+def test_the_report_figure_shows_every_kind_per_configuration(tmp_path):
+    import pandas as pd
+
+    from analysis.experiment import Experiment
+    from analysis.figures import ReportData, registered_figures
+    from analysis.predictability_plot import kind_means
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "configuration": ["off", "repel", "repel"],
+                           "status": "TERMINATED", "seed": [0, 0, 1]})
+    rows = [{"trial_id": t, "configuration": c, "epoch": e, "val_inter_scale_r2_s1_s2": r + e,
+             "val_inter_scale_within_s1_s2": r / 2, "val_inter_scale_neighbourhood_s1_s2": r / 4}
+            for t, c, r in (("a", "off", 0.8), ("b", "repel", 0.4), ("c", "repel", 0.2)) for e in (0, 1)]
+    data = ReportData(Experiment(tmp_path, trials, pd.DataFrame(), pd.DataFrame(rows)), pd.DataFrame(),
+                      "validation", pd.DataFrame(), "off", None)
+    table = kind_means(data)["s1_s2"]
+    assert table.loc["repel"].tolist() == pytest.approx([1.3, 0.15, 0.075])    # last epoch, mean of the seeds
+    assert table.loc["off"].tolist() == pytest.approx([1.8, 0.4, 0.2])
+    spec = next(s for s in registered_figures() if s.filename == "inter_scale_kinds.png")
+    heights = sorted(round(p.get_height(), 6) for p in spec.draw(data).axes[0].patches)
+    assert heights == sorted([1.3, 0.15, 0.075, 1.8, 0.4, 0.2])

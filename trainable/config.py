@@ -9,7 +9,7 @@ from .errors import InputError
 
 ALIGNMENTS = ("subbands", "ll")
 SIGNS = ("repel", "attract")
-SCALE_LATENTS = ("full", "new")
+SCALE_LATENTS = ("model", "full", "new")
 METRICS = ("mse", "ms-ssim")
 LR_SCHEDULES = ("official", "cosine")
 PRECISIONS = ("fp32", "bf16")
@@ -60,7 +60,7 @@ class TrainConfig:
     distance: str = "l2"
     alignment: str = "subbands"
     phase2_sign: str = "repel"
-    scale_latents: str = "new"           # "new": what each scale adds (HPCM: new positions, DHIC: round(y - mu)); "full": decoded latents
+    scale_latents: str = "model"         # "model": what the model declares (HPCM new, DHIC full); "new": what each scale adds (HPCM: new positions, DHIC: round(y - mu)); "full": decoded latents
     phase2_start_epoch: int | None = None  # None: end of Phase 1 when it is on, else 0
     # bookkeeping
     save_path: str = "runs/train"

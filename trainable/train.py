@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--phase2-sign", default=d.phase2_sign, choices=SIGNS,
                    help="repel: −δ·d (the paper's notation), attract: +δ·d")
     g.add_argument("--scale-latents", default=d.scale_latents, choices=SCALE_LATENTS,
-                   help="new: mask the finer latent to the positions it adds (HPCM's scales are nested); full: whole latents")
+                   help="model: the model's choice (HPCM new, DHIC full); new: what each scale adds (HPCM: its new positions, DHIC: the coded residuals); full: whole latents")
     g.add_argument("--phase2-start-epoch", type=int, default=None,
                    help="first Phase 2 epoch (default: end of Phase 1 if on, else 0)")
     g = p.add_argument_group("logging")

@@ -36,7 +36,7 @@ from .errors import CheckpointError, TrainingError
 from .loss import RateDistortionLoss, ms_ssim_db
 from .lr_schedule import lr_factor
 from .models import create_model
-from .models.interface import carried_latents
+from .models.interface import carried_latents, default_latents
 from .models.ops import full_precision
 from .regularizers import FrequencyTruncation, InterScaleRegularizer, TauSchedule, inter_scale_r2, pair_rows
 from .regularizers.inter_scale import pair_names
@@ -100,13 +100,14 @@ class Run:
         if config.init_weights:
             load_weights(self.model, weights_for(config.init_weights, config.lmbda))
         self.model.to(device)
+        self.scale_latents = default_latents(self.model, config.scale_latents)   # what Phase 2 reads
         self.phase1 = (FrequencyTruncation(TauSchedule(config.tau_init, config.tau_final,
                                                        config.truncation_epochs * steps_per_epoch),
                                            config.phase1_mask) if config.phase1_on else None)
         self.phase2 = (InterScaleRegularizer(
             self.model.scale_channels, delta=config.delta, aligner=config.phase2_aligner,
             alignment=config.alignment, distance=config.distance, sign=config.phase2_sign,
-            scale_latents=config.scale_latents).to(device) if config.phase2_on else None)
+            scale_latents=self.scale_latents).to(device) if config.phase2_on else None)
         groups = [{"params": self.model.parameters()}]
         if self.phase2 is not None and any(True for _ in self.phase2.parameters()):
             groups.append({"params": self.phase2.parameters()})   # the aligners learn with the model
@@ -203,11 +204,11 @@ def train_step(run: Run, x: torch.Tensor, phase2: bool) -> tuple[dict[str, torch
     rd = run.criterion(out, x)
     loss, extra = rd["loss"], {}
     if phase2:
-        latents, masks = carried_latents(out, run.config.scale_latents)
+        latents, masks = carried_latents(out, run.scale_latents)
         with full_precision(x.device):
             reg, pairs = run.phase2([t.float() for t in latents], masks)
         loss = loss + reg
-        extra = {"inter_scale_reg": reg, **{f"inter_scale_{name}": d for name, d in pairs.items()}}
+        extra = {"inter_scale_reg": reg, **{f"inter_scale_epoch_{name}": d for name, d in pairs.items()}}
     run.global_step += 1
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -276,8 +277,8 @@ def train_together(runs: list[Run], data: Datasets, batches: Iterator[torch.Tens
         metrics.update(tau=taus[k], epoch_seconds=seconds, images_per_s=steps * len(x) / seconds,
                        nonfinite_steps=skipped)
         metrics.setdefault("inter_scale_reg", 0.0)
-        if phase2[k]:   # what a predictor fitted afresh on the epoch's last batch scores, next to the charge
-            metrics.update({f"inter_scale_fresh_{name}": d for name, d in run.phase2.fresh().items()})
+        if phase2[k]:   # the charge and an independent fresh estimate, on the same recent batches
+            metrics.update(run.phase2.sampled())
         metrics.update(evaluate(run.model, data.val_images, run.val_criterion, run.device))
         run.epoch, metrics["global_step"] = epoch + 1, run.global_step
         if run.done and run.config.real_bpp:
@@ -309,7 +310,7 @@ def evaluate(model: nn.Module, images: list[torch.Tensor], criterion: RateDistor
             sums[key] += value.item()
         m = model.coding_multiple
         covered = tuple(n / (math.ceil(n / m) * m) for n in x.shape[-2:])
-        rows.append(pair_rows(*carried_latents(out, "new"), covered))
+        rows.append(pair_rows(*carried_latents(out, default_latents(model)), covered))
     metrics = {f"val_{k}": v / len(images) for k, v in sums.items()}
     if "val_ms_ssim" in metrics:
         metrics["val_ms_ssim_db"] = ms_ssim_db(metrics["val_ms_ssim"])

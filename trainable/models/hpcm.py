@@ -72,6 +72,7 @@ class HPCM(nn.Module):
 
     num_scales = 3
     num_payloads = 2
+    phase2_latents = "new"       # the nested scales: each finer latent masked to the positions it adds
 
     def __init__(self, cfg: HPCMConfig, name: str = "HPCM_custom"):
         super().__init__()

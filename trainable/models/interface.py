@@ -25,6 +25,8 @@ class CompressionModel(Protocol):
             ``forward``, ``compress`` and ``decompress`` accept any image size.
         num_payloads (optional): how many byte strings ``compress`` writes; when a model
             states it, the codec refuses files with another count before decoding.
+        phase2_latents (optional): the latents Phase 2 and the predictability measure read
+            by default, ``"new"`` (absent) or ``"full"`` (see :func:`carried_latents`).
     """
 
     name: str
@@ -61,6 +63,11 @@ def carried_latents(out: dict[str, Any], scale_latents: str) -> tuple[list, list
     if scale_latents == "new" and "scale_residuals" in out:
         return list(out["scale_residuals"]), None
     return list(out["scale_latents"]), out.get("scale_new_masks")
+
+
+def default_latents(model: Any, choice: str = "model") -> str:
+    """The ``scale_latents`` to read: ``choice``, or with ``"model"`` what the model declares."""
+    return getattr(model, "phase2_latents", "new") if choice == "model" else choice
 
 
 def check_model(model: Any) -> None:

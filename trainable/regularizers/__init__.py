@@ -10,6 +10,7 @@ decorated function or class.
 from .dct import dct2, dct_matrix, idct2
 from .frequency import MASKS, FrequencyTruncation, TauSchedule, radial_mask, register_mask, truncate
 from .haar import haar_dwt
+from . import crossfit  # noqa: F401  (registers the default aligner)
 from .inter_scale import (ALIGNERS, DISTANCES, SIGNS, InterScaleRegularizer, cosine_distance, dwt_features,
                           l1_distance, l2_distance, register_aligner, register_distance, rms_normalize)
 from .predictability import Predictability, cross_image_cka, inter_scale_r2, pair_rows, predictability_report, scale_predictability

@@ -2,15 +2,15 @@
 
 For each pair of adjacent scales, coarser c (C_c x h x w) and finer f (C_f x 2h x 2w), the
 finer latent is brought to c's grid by the Haar DWT and an aligner A predicts c from it; the
-pair is charged a distance d between c and the prediction, and
-    L_inter = sign * delta * sum_pairs d,   sign = -1 "repel" (scales less predictable from
+pair is charged a term t(c, A(DWT(f))), and
+    L_inter = sign * delta * sum_pairs t,   sign = -1 "repel" (scales less predictable from
                                             each other, the paper's -delta * L2) or +1 "attract".
 
 The aligner (``--phase2-aligner``) decides who minimises what:
 
-* ``crossfit`` (default): a best linear predictor refitted on every batch, cross-fitted on
-  blocked folds; d = its own held-out objective, 1 - R^2 of the centred c, in [0, 1]
-  (:class:`CrossFitAligner`). The encoder cannot outrun it: there is no state to go stale.
+* ``crossfit`` (default, ``crossfit.py``): the best held-out linear predictor of c, fitted on
+  this batch's other folds or on a pool of ~64 recent images; logs d = 1 - held-out R^2, charges
+  the smooth bound 2 S / (S + E).
 * ``adversarial``: the best linear predictor on moving averages (momentum 0.99) of earlier
   batches' moments, held for the encoder; d = l2 of RMS-normalised tensors. Kept for
   reproduction: stale, outrun by an encoder that drifts (rotation toy: d 1.4-1.7 where a fresh
@@ -24,7 +24,9 @@ The aligner (``--phase2-aligner``) decides who minimises what:
   with rho(-A) = -rho(A), repel(A) = attract(-A) + const: the sign changes nothing.
 
 ``adversarial``, ``ridge`` and ``joint`` compare n(c) with n(P), n = per-sample RMS
-normalisation (l2 <= 4, l1 and cosine <= 2). All fits use one ridge convention (``ridge.py``).
+normalisation (l2 <= 4, l1 and cosine <= 2): t = d. All fits use one ridge convention (``ridge.py``).
+Logged per pair (:meth:`InterScaleRegularizer.sampled`): the reading d on recent training
+batches and an independent fresh estimate of it on the same batches.
 ``scale_latents="new"`` masks the *finer* latent to the positions first coded at its scale:
 HPCM's scales are nested (s2 holds s1's values, y holds s2's), so with ``full`` the finer
 latent contains the coarse one and the pair partly compares a tensor with itself.
@@ -32,6 +34,7 @@ latent contains the coarse one and the pair partly compares a tensor with itself
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import torch
@@ -40,13 +43,13 @@ from torch import nn
 
 from .haar import haar_dwt
 from .registry import registrar
-from .ridge import (RIDGE, RIDGES, as_rows, centred, centred_units, cross_fitted, from_rows, held_out_predictions,
-                    ridge_solution)
+from .ridge import RIDGE, RIDGES, as_rows, centred_units, cross_fitted, fit_predict, from_rows, ridge_solution
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DISTANCES: dict[str, Distance] = {}
 ALIGNERS: dict[str, type["Aligner"]] = {}
 SIGNS = {"repel": -1.0, "attract": 1.0}
+WINDOW_IMAGES = 64      # the recent training images the logged charge and its fresh check share
 
 register_distance = registrar(DISTANCES)
 register_aligner = registrar(ALIGNERS)
@@ -84,47 +87,16 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Aligner(nn.Module):
     """Predicts c from DWT(f); the pair is charged distance(n(c), n(prediction))."""
 
-    def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance) -> torch.Tensor:
-        return distance(rms_normalize(coarse), rms_normalize(self(bands, coarse)))
+    def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance,
+               sign: str = "repel") -> tuple[torch.Tensor, torch.Tensor]:
+        """(the pair's term in the loss, its reading for the log): here both the distance."""
+        d = distance(rms_normalize(coarse), rms_normalize(self(bands, coarse)))
+        return d, d
 
     def fresh_score(self, coarse: torch.Tensor, prediction: torch.Tensor, distance: Distance) -> torch.Tensor:
         """What a fresh predictor's centred ``prediction`` scores in this aligner's metric (each
         image's coarse mean added back: these aligners compare uncentred tensors)."""
         return distance(rms_normalize(coarse), rms_normalize(prediction + coarse.mean((-2, -1), keepdim=True)))
-
-
-@register_aligner("crossfit")
-class CrossFitAligner(Aligner):
-    """The default: the best linear predictor of c from DWT(f), refitted on every batch.
-
-    Per step, a ridge regression of the centred c on the centred DWT(f) is fitted in closed form
-    on blocked folds (whole images, or spatial halves for one image: ``ridge.blocked_folds``) and
-    scores the other fold, for every strength in ``RIDGES``; the pair is charged the lowest
-    held-out objective, for ``l2`` the predictor's own: D = sum(c - P)^2 / sum(c^2) = 1 - held-out
-    R^2, at most 1 (the zero predictor). The fit is a constant for the encoder (envelope gradient:
-    only the held-out rows carry it), so the charge is what a fresh best response achieves on
-    this batch: nothing stale to outrun by drifting, and neither a mean shift nor a rotation of
-    the coarse channels changes it. Other distances compare n(c) with n(P), both centred. A
-    coarse grid of 1 x 1 (e.g. DHIC_Tiny's s1 on 64-px crops) is all mean: D = 1, no gradient.
-    No parameters; computed in fp32 (also under bf16 autocast) and without host syncs.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.register_buffer("ridges", torch.tensor(RIDGES, dtype=torch.float32), persistent=False)
-
-    def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance) -> torch.Tensor:
-        with torch.autocast(bands.device.type, enabled=False):
-            coarse = coarse.float()
-            predictions = cross_fitted(bands.float(), coarse, self.ridges, detach_fit=True)
-            return torch.stack([self.fresh_score(coarse, p, distance) for p in predictions]).min()
-
-    def fresh_score(self, coarse: torch.Tensor, prediction: torch.Tensor, distance: Distance) -> torch.Tensor:
-        y = centred(coarse)
-        if distance is l2_distance:   # a 1 x 1 grid leaves nothing within an image to predict: D = 1
-            energy = y.pow(2).sum()
-            return torch.where(energy > 0, (y - prediction).pow(2).sum() / energy.clamp_min(1e-30), 1.0).clamp(max=1.0)
-        return distance(rms_normalize(y), rms_normalize(prediction))
 
 
 @register_aligner("adversarial")
@@ -182,8 +154,8 @@ class RidgeAligner(Aligner):
     def forward(self, bands: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         with torch.autocast(bands.device.type, enabled=False):
             c = coarse.float()
-            prediction = cross_fitted(bands.float(), c, self.ridges, detach_fit=False)[0]
-            return (prediction + c.mean((-2, -1), keepdim=True)).to(coarse.dtype)
+            predictions, target = cross_fitted(bands.float(), c, self.ridges, detach_fit=False)
+            return (predictions[0] + (c - target)).to(coarse.dtype)   # plus each part's mean
 
 
 @register_aligner("joint")
@@ -248,37 +220,47 @@ class InterScaleRegularizer(nn.Module):
         bands = 4 if alignment == "subbands" else 1
         self.aligners = nn.ModuleList(ALIGNERS[aligner](bands * fine, coarse)
                                       for coarse, fine in zip(self.channels[:-1], self.channels[1:]))
+        self.windows: list[deque] = [deque() for _ in self.pair_names]   # recent batches, for :meth:`sampled`
 
     def forward(self, latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(L_inter scalar, unsigned unweighted distance per pair, detached for logging)."""
+        """(L_inter = sign * delta * sum of the pairs' terms, each pair's reading detached for logging)."""
         latents = self._checked(latents)
         if self.delta == 0:
             zero = latents[0].new_zeros(())
             return zero, {name: zero for name in self.pair_names}
-        per_pair, seen = {}, []
-        for name, aligner, coarse, fine in zip(self.pair_names, self.aligners, latents[:-1],
-                                               pairs_fine(latents, new_masks if self.scale_latents == "new" else None)):
+        terms, readings = [], {}
+        for name, aligner, window, coarse, fine in zip(
+                self.pair_names, self.aligners, self.windows, latents[:-1],
+                pairs_fine(latents, new_masks if self.scale_latents == "new" else None)):
             bands = dwt_features(fine, self.alignment)
-            per_pair[name] = aligner.charge(bands, coarse, DISTANCES[self.distance])
-            seen.append((coarse.detach(), bands.detach()))
-        if self.training:
-            self.last_batch = seen
-        total = self.weight * torch.stack(list(per_pair.values())).sum()
-        return total, {name: d.detach() for name, d in per_pair.items()}
+            term, reading = aligner.charge(bands, coarse, DISTANCES[self.distance], self.sign)
+            terms.append(term)
+            readings[name] = reading.detach()
+            if self.training:
+                window.append((coarse.detach(), bands.detach(), readings[name]))
+                while len(window) > 1 and sum(len(c) for c, _, _ in window) - len(window[0][0]) >= 2 * WINDOW_IMAGES:
+                    window.popleft()
+        return self.weight * torch.stack(terms).sum(), readings
 
     @torch.no_grad()
-    def fresh(self) -> dict[str, float]:
-        """Per pair, the distance a predictor fitted afresh on the last training batch achieves in
-        the charged metric: blocked folds, the best of ``RIDGES`` on the held-out folds (as the
-        ``crossfit`` charge), but an independent float64 SVD implementation fitted on detached
-        latents. A charge the encoder cannot outrun stays close to it. Empty before training."""
+    def sampled(self) -> dict[str, float]:
+        """Per pair, over the same recent training batches (the last ~``WINDOW_IMAGES`` images):
+        ``inter_scale_<pair>``, the mean reading of the charge on each batch when it was trained;
+        ``inter_scale_fresh_<pair>``, an independent estimate of the same quantity
+        (:func:`fresh_estimate`); ``inter_scale_gap_<pair>`` = fresh - charge. A charge the
+        encoder cannot outrun stays close to it. Empty before training."""
         out = {}
-        for name, aligner, (coarse, bands) in zip(self.pair_names, self.aligners, getattr(self, "last_batch", [])):
-            per_image = held_out_predictions(centred_units(list(bands), list(coarse)), RIDGES)
-            predictions = torch.stack(per_image, 1).permute(0, 1, 4, 2, 3).float()    # [G, B, C, h, w]
-            scores = [aligner.fresh_score(coarse.float(), p, DISTANCES[self.distance]) for p in predictions]
-            out[name] = float(torch.stack(scores).min())
+        for name, aligner, window in zip(self.pair_names, self.aligners, self.windows):
+            if not window:
+                continue
+            window = list(window)
+            sizes = [len(c) for c, _, _ in window]
+            scored = [k for k in range(len(window)) if sum(sizes[k:]) <= WINDOW_IMAGES] or [len(window) - 1]
+            charge = float(torch.stack([window[k][2] for k in scored]).mean())
+            fresh = fresh_estimate(aligner, window, scored, DISTANCES[self.distance])
+            out.update({f"inter_scale_{name}": charge, f"inter_scale_fresh_{name}": fresh,
+                        f"inter_scale_gap_{name}": fresh - charge})
         return out
 
     def _checked(self, latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -296,6 +278,35 @@ class InterScaleRegularizer(nn.Module):
         return (f"channels={self.channels}, delta={self.delta}, aligner={self.aligner!r}, "
                 f"alignment={self.alignment!r}, distance={self.distance!r}, sign={self.sign!r}, "
                 f"scale_latents={self.scale_latents!r}")
+
+
+def fresh_estimate(aligner: Aligner, window: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                   scored: list[int], distance: Distance) -> float:
+    """Mean over the ``scored`` batches of the window of the best distance a float64 SVD ridge (one
+    per strength in ``RIDGES``) scores on a batch when fitted on the ``WINDOW_IMAGES`` images before
+    it (equally weighted, where the charge decays its pool) or, with two images or more, on the
+    batch's other images (leave one out, where the charge holds out i mod 4): the charge's
+    information, by another solver, other folds and other weights."""
+    units = [centred_units(list(b), list(c)) for c, b, _ in window]
+    grid = torch.tensor(RIDGES, dtype=torch.float64, device=units[0][0][0].device)
+    scores = []
+    for k in scored:
+        batch = units[k]
+        candidates = [leave_one_out(batch, grid)] if len(batch) >= 2 else []
+        earlier = [u for previous in units[:k] for u in previous][-WINDOW_IMAGES:]
+        if earlier:
+            candidates.append(fit_predict(earlier, batch, grid))
+        if not candidates:           # the first single image: the zero predictor
+            candidates.append([torch.zeros(len(RIDGES), *y.shape, dtype=y.dtype, device=y.device) for _, y in batch])
+        c = window[k][0].float()
+        scores.append(torch.stack([aligner.fresh_score(c, torch.stack(p, 1)[g].permute(0, 3, 1, 2).float(), distance)
+                                   for p in candidates for g in range(len(RIDGES))]).min())
+    return float(torch.stack(scores).mean())
+
+
+def leave_one_out(units: list, grid: torch.Tensor) -> list[torch.Tensor]:
+    """Each image's predictions [G, h, w, m] by a fit on all the other images."""
+    return [fit_predict(units[:i] + units[i + 1:], [u], grid)[0] for i, u in enumerate(units)]
 
 
 def pairs_fine(latents: Sequence[torch.Tensor], new_masks: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
