@@ -1,5 +1,5 @@
 """A trial's work runs on a device that is not the CPU, proven without a GPU (tests/fake_device.py):
-lockstep training with Phase 1 then Phase 2 (every aligner), ``fresh()``, validation with the
+lockstep training with Phase 1 then Phase 2 (every aligner), ``sampled()`` (the charge and its fresh estimate), validation with the
 predictability measure, real bitstreams, checkpoint and resume. A tensor made on the CPU that meets
 the trial's device raises, naming its line, as CUDA would at the end of the first epoch."""
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _numbers(row: dict) -> dict:
 
 @pytest.mark.parametrize("model,aligner", [("HPCM_Tiny", "adversarial"), ("DHIC_Tiny", "crossfit")])
 def test_a_trial_runs_on_a_device_that_is_not_the_cpu(data, tmp_path, model, aligner):
-    # every aligner's steps, fresh() and state round trip: tests/test_step_speed.py (same fake device)
+    # every aligner's steps, sampled() and state round trip: tests/test_step_speed.py (same fake device)
     rows, reference = [], []
     with FakeDevice():
         # epoch 1 Phase 1, epoch 2 Phase 2 (fresh fit, validation measure, real bpp, checkpoint), then resume
