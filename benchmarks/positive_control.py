@@ -70,7 +70,7 @@ class Budget:
     steps_per_epoch: int = 125
     batch_size: int = 4
     # 256: DHIC's coarsest grid (stride 64) is 4x4, not 2x2 (all border). lr 1e-3: at 3e-3
-    # DHIC_Tiny's validation PSNR drops 5-9 dB between epochs (README, positive control).
+    # DHIC_Tiny's validation PSNR drops 5-9 dB between epochs (docs/positive-control.md).
     patch_size: int = 256
     learning_rate: float = 1e-3
     lambdas: tuple[float, ...] = LAMBDAS

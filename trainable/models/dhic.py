@@ -4,7 +4,7 @@
 A Spectral Regularization Perspective" (ICLR 2026); the authors' code is not public, so
 everything beyond "latents z1..z4 at strides 64/32/16/8 with 320/256/128/64 channels,
 each scale's entropy model conditioned on the decoded coarser scales, a hyperprior at the
-top" is our assumption (listed in the README, section "DHIC-style model").
+top" is our assumption (listed in docs/training.md, section "DHIC-style model").
 
 Data flow (scale 1 is the coarsest; ``e_i`` are bottom-up encoder features)::
 

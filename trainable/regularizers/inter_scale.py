@@ -103,7 +103,7 @@ class Aligner(nn.Module):
 class AdversarialAligner(Aligner):
     """The best linear predictor of c from DWT(f) on moving averages of *earlier* batches, held
     fixed for the encoder. Kept for reproduction: it is stale, and the encoder outruns it by
-    drifting (README; tests/test_phase2_on_hpcm.py).
+    drifting (docs/regularizers.md; tests/test_phase2_on_hpcm.py).
 
     It minimises ||c - A DWT(f) - b||^2 in closed form on exponential moving averages of the
     (detached) moments, then a ridge solve. The prediction uses only earlier batches
