@@ -101,13 +101,14 @@ def plan(noise, curve, target: Target) -> Plan:
     """Scan 2 … max_seeds seeds at each image count; stop at the first seed count that reaches the power."""
     import numpy as np
 
-    from .simulate import simulate_power
+    from .simulate import from_components, simulate_power
 
+    draw = from_components(noise, curve)
     rng = np.random.default_rng(target.seed)
     rows, chosen = [], None
     for n_seeds in range(2, target.max_seeds + 1):
         for n_images in sorted(target.images):
-            row = simulate_power(noise, curve, target.effect, target.configurations, n_seeds, n_images,
+            row = simulate_power(draw, target.effect, target.configurations, n_seeds, n_images,
                                  target.replicates, rng)
             rows.append(row)
             if chosen is None and row.power >= target.power:

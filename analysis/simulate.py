@@ -11,6 +11,7 @@ study gets them), so the power follows whatever rule that function applies.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,21 +60,28 @@ def _paired(rng: np.random.Generator, sd: float, pairing: float, shape: tuple[in
     return sd * (math.sqrt(pairing) * shared + math.sqrt(1 - pairing) * own)
 
 
-def simulate_power(noise: Components, curve: Curve, effect: float, configurations: int, n_seeds: int, n_images: int,
-                   replicates: int, rng: np.random.Generator) -> Power:
+Draw = Callable[[dict, int, int, np.random.Generator], pd.DataFrame]   # (effects %, seeds, images, rng) -> points
+
+
+def from_components(noise: Components, curve: Curve) -> Draw:
+    """The planner's studies: :func:`synthetic_points` with a pilot's noise on its off curve."""
+    return lambda effects, n_seeds, n_images, rng: synthetic_points(noise, curve, effects, n_seeds, n_images, rng)
+
+
+def simulate_power(draw: Draw, effect: float, configurations: int, n_seeds: int, n_images: int, replicates: int,
+                   rng: np.random.Generator) -> Power:
     """Power for a true BD-rate ``effect`` (%) judged with ``configurations`` others, and the family-wise
-    share of all-null experiments in which a configuration is called better or worse."""
+    share of all-null studies in which a configuration is called better or worse, over studies ``draw`` makes."""
     target = "better" if effect < 0 else "worse"
     effects = {f"c{k}": effect for k in range(configurations)}
     nulls = {f"c{k}": 0.0 for k in range(configurations)}
     hits = false = 0
     for _ in range(replicates):
-        hits += int((_statuses(noise, curve, effects, n_seeds, n_images, rng) == target).sum())
-        false += bool(_statuses(noise, curve, nulls, n_seeds, n_images, rng).isin(["better", "worse"]).any())
+        hits += int((_statuses(draw(effects, n_seeds, n_images, rng)) == target).sum())
+        false += bool(_statuses(draw(nulls, n_seeds, n_images, rng)).isin(["better", "worse"]).any())
     return Power(n_seeds, n_images, hits / (replicates * configurations), false / replicates, replicates)
 
 
-def _statuses(noise: Components, curve: Curve, effects: dict[str, float], n_seeds: int, n_images: int,
-              rng: np.random.Generator) -> pd.Series:
-    table = compare(synthetic_points(noise, curve, effects, n_seeds, n_images, rng), "off").table
+def _statuses(points: pd.DataFrame) -> pd.Series:
+    table = compare(points, "off").table
     return table.loc[~table["is_off"], "status"]
