@@ -106,3 +106,44 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main([a.format(**paths) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+# --- search.run: --seeds auto --pilot PILOT --effect E (search.power_plan) ----------------------------------
+
+PILOT_SPACE = "benchmarks/results/pilot/space.yaml"      # off and one δ: one configuration judged against off
+
+
+def test_seeds_auto_takes_the_planners_recommendation(tmp_path):
+    from search.config import SearchConfig
+    from search.power_plan import PowerGoal, apply
+
+    config = SearchConfig.create(PILOT_SPACE, "cpu-smoke", storage_path=str(tmp_path))
+    goal = PowerGoal(str(_pilot_csv(tmp_path)), effect=-20, replicates=15)
+    planned, line = apply(config, goal, auto=True)
+    assert planned.seeds >= 2 and config.seeds == 1
+    assert re.match(rf"power: (\S+) for -20 % at {planned.seeds} seeds x 24 test images, 1 configuration", line)
+    assert float(line.split()[1]) >= 0.8
+
+
+def test_dry_run_prints_the_power_of_its_seeds(tmp_path, capsys):
+    from search.run import main as search_main
+
+    assert search_main(["--space", PILOT_SPACE, "--preset", "cpu-smoke", "--seeds", "3", "--dry-run", "--pilot",
+                        str(_pilot_csv(tmp_path)), "--effect", "-40", "--storage-path", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("power: ") and " at 3 seeds x 24 test images" in lines[0]
+    assert any(" x 3 seed(s) = 6 trials" in line for line in lines) and lines[-1].startswith("total: ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "auto"], "--seeds auto needs --pilot"),
+    (["--effect", "-5"], "--effect and --target-power need --pilot"),
+    (["--seeds", "auto", "--pilot", "missing.csv"], "--pilot: pilot not found"),
+])
+def test_search_power_flags_bad_input_is_one_line(tmp_path, capsys, args, message):
+    from search.run import main as search_main
+    from trainable.cli import run_cli
+
+    assert run_cli(search_main, ["--space", PILOT_SPACE, "--preset", "cpu-smoke", "--dry-run", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
