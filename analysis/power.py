@@ -97,8 +97,8 @@ def read_pilot(path: str, reference: str | None = None, quality: str = "psnr"):
     return read_points(source, reference, quality)
 
 
-def plan(noise, curve, target: Target) -> Plan:
-    """Scan 2 … max_seeds seeds at each image count; stop at the first seed count that reaches the power."""
+def plan(noise, curve, target: Target, start: int = 2) -> Plan:
+    """Scan start … max_seeds seeds at each image count; stop at the first seed count that reaches the power."""
     import numpy as np
 
     from .simulate import from_components, simulate_power
@@ -106,7 +106,7 @@ def plan(noise, curve, target: Target) -> Plan:
     draw = from_components(noise, curve)
     rng = np.random.default_rng(target.seed)
     rows, chosen = [], None
-    for n_seeds in range(2, target.max_seeds + 1):
+    for n_seeds in range(start, target.max_seeds + 1):
         for n_images in sorted(target.images):
             row = simulate_power(draw, target.effect, target.configurations, n_seeds, n_images,
                                  target.replicates, rng)
@@ -163,7 +163,8 @@ def power_report(points, reference: str, quality: str, target: Target, source: s
     pilot = estimate(points, reference, quality)
     result = plan(pilot.components, pilot.curve, target)
     upper_noise = pilot.components.with_own_seed_sd(pilot.estimates["own_seed_sd"].high)
-    upper = plan(upper_noise, pilot.curve, target)
+    # more noise needs at least as many seeds: scan from the point estimate's answer
+    upper = plan(upper_noise, pilot.curve, target, result.chosen.n_seeds if result.chosen else target.max_seeds)
     own = pilot.estimates["own_seed_sd"]
     lines = [f"pilot {source}: {len(pilot.configurations)} configuration(s) vs {reference}, {pilot.n_seeds} seeds x "
              f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot),

@@ -4,7 +4,8 @@ Each point (configuration c, seed s, λ, image i) becomes an equal-quality log-r
 against off's mean curve on the same image: ``log bpp − log bpp_off − (psnr − psnr_off) /
 slope``, the slope (dB per unit log rate) read off off's mean curve at that λ, so a point
 that reaches a higher PSNR is credited with the rate off would need for it. Averaged over
-λ this gives one shift y[c, s, i] per configuration, seed and image: in log-rate units, so
+λ, each λ weighted by the share of the quality axis it spans (the trapezoid rule of the
+BD-rate's integral over distortion), this gives one shift y[c, s, i] per configuration, seed and image: in log-rate units, so
 ``100 · σ`` is a BD-rate in % (to first order). It is defined wherever off's mean curve
 rises, which per-image, per-seed BD-rates are not (one seed's curve on one image is often
 not monotone at a few hundred steps).
@@ -116,8 +117,9 @@ def estimate(points: pd.DataFrame, reference: str, quality: str = "psnr") -> Pil
     images = sorted(set(off["image"]))
     curve = off.groupby("lmbda")[["bpp", quality]].mean().sort_index()
     slope = _slopes(np.log(curve["bpp"].to_numpy()), curve[quality].to_numpy())
+    weight = _weights(curve[quality].to_numpy())
     per_image = off.groupby(["lmbda", "image"])[["bpp", quality]].mean()
-    shifts = {name: _shifts(points[points["configuration"] == name], per_image, slope, lambdas, images, quality)
+    shifts = {name: _shifts(points[points["configuration"] == name], per_image, slope, weight, lambdas, images, quality)
               for name in (reference, *names)}
     if len(images) < 2:
         raise AnalysisError(f"a pilot needs ≥ 2 test images (it has {len(images)})")
@@ -131,16 +133,26 @@ def _slopes(log_rate: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return np.gradient(quality, log_rate)
 
 
-def _shifts(rows: pd.DataFrame, off_per_image: pd.DataFrame, slope: np.ndarray, lambdas: list, images: list,
-            quality: str) -> pd.DataFrame:
-    """y[seed, image]: the equal-quality log-rate shift vs off's per-image mean curve, averaged over λ."""
+def _weights(quality: np.ndarray) -> np.ndarray:
+    """Each λ's share of the quality axis (trapezoid rule), as in the BD-rate's integral over distortion: a flat
+    stretch of the curve, where a little PSNR noise is a large rate shift, counts for the little quality it spans."""
+    spans = np.diff(quality)
+    weight = np.concatenate([[0.0], spans]) / 2 + np.concatenate([spans, [0.0]]) / 2
+    return weight / weight.sum()
+
+
+def _shifts(rows: pd.DataFrame, off_per_image: pd.DataFrame, slope: np.ndarray, weight: np.ndarray, lambdas: list,
+            images: list, quality: str) -> pd.DataFrame:
+    """y[seed, image]: the equal-quality log-rate shift vs off's per-image mean curve, averaged over λ with
+    the quality axis's weights."""
     index = pd.MultiIndex.from_frame(rows[["lmbda", "image"]])
     reference = off_per_image.reindex(index)
     if reference.isna().any(axis=None):
         raise AnalysisError(f"configuration '{rows['configuration'].iloc[0]}' has points at a λ or image off lacks")
     k = pd.Series(slope, index=lambdas).reindex(rows["lmbda"]).to_numpy()
-    y = (np.log(rows["bpp"].to_numpy()) - np.log(reference["bpp"].to_numpy())
-         - (rows[quality].to_numpy() - reference[quality].to_numpy()) / k)
+    w = pd.Series(weight, index=lambdas).reindex(rows["lmbda"]).to_numpy()
+    y = w * len(lambdas) * (np.log(rows["bpp"].to_numpy()) - np.log(reference["bpp"].to_numpy())
+                            - (rows[quality].to_numpy() - reference[quality].to_numpy()) / k)
     table = pd.DataFrame({"seed": rows["seed"].to_numpy(), "image": rows["image"].to_numpy(), "lmbda": rows["lmbda"].to_numpy(), "y": y})
     counts = table.groupby(["seed", "image"])["lmbda"].nunique()
     if (counts < len(lambdas)).any() or set(table["image"]) != set(images):

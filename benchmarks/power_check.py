@@ -1,17 +1,18 @@
 """Is ``analysis.power`` honest? Its predicted power against power measured on synthetic truth.
 
-    python -m benchmarks.power_check [--replicates 100] [--pilots 10] [--out benchmarks/results/power_check.json]
+    python -m benchmarks.power_check [--replicates 100] [--pilots 4] [--out benchmarks/results/power_check.json]
 
 Truth: ``tests/synthetic_rd.py``'s generator (known seed noise, pairing, configuration ×
 image effects, λ-level noise; heavy-tailed images), and one case where a seed is 3× noisier
 than the others with chance 1/3 (the same seed of every configuration). For each case:
 
-* a large pilot (10 seeds × 24 images) is read by ``analysis.variance``; the planner's
-  predicted power at 3–6 seeds × 24 images is set beside the power measured by judging
-  ``--replicates`` fresh truth studies of that size with ``analysis.compare`` (the same
-  count of the same statuses: only the studies differ);
+* a pilot so large (200 seeds × 96 images) that its estimates are the truth's is read by
+  ``analysis.variance``; the planner's recommendation for power 0.8 and its predicted power
+  at 3–6 seeds and at the recommended size (× 24 images) are set beside the power measured
+  by judging ``--replicates`` fresh truth studies of that size with ``analysis.compare`` (the
+  same count of the same statuses: only the studies differ);
 * ``--pilots`` small pilots (3 seeds × 24 images): the planner's recommendation and the one
-  under the upper end of the paired seed noise's interval, beside the truth's need (the
+  under the upper end of the paired seed noise's interval (both scanned up to 8 seeds), beside the truth's need (the
   smallest seed count whose measured power reaches 0.8).
 
 Writes one JSON (cases, sizes, predicted, measured, differences; the machine and date).
@@ -25,14 +26,14 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.power import Target, plan
-from analysis.simulate import Power, simulate_power
+from analysis.simulate import Power, from_components, simulate_power
 from analysis.variance import Curve, estimate
 from tests.synthetic_rd import BASE_BPP, BASE_PSNR, LAMBDAS, Noise, synthetic_points
 
@@ -84,44 +85,46 @@ def measured_power(case: Case, n_seeds: int, n_images: int, replicates: int, rng
     return simulate_power(draw, case.effect, case.configurations, n_seeds, n_images, replicates, rng)
 
 
-def predicted_power(case: Case, pilot_seeds: int, pilot_images: int, n_seeds: int, n_images: int, replicates: int,
-                    rng: np.random.Generator) -> tuple[Power, dict]:
-    """The planner's power at one size from one truth pilot; also the pilot's estimates."""
-    from analysis.simulate import from_components
-
-    pilot = estimate(truth_points(case, {"x": case.effect}, pilot_seeds, pilot_images, rng), "off")
-    power = simulate_power(from_components(pilot.components, pilot.curve), case.effect, case.configurations, n_seeds,
-                           n_images, replicates, rng)
-    return power, {key: value.value for key, value in pilot.estimates.items()}
+def large_pilot(case: Case, rng: np.random.Generator):
+    """A pilot so large (200 seeds × 96 images) that its estimates are the truth's: what is left is the model."""
+    return estimate(truth_points(case, {"x": case.effect}, 200, 96, rng), "off")
 
 
 def check_case(case: Case, replicates: int, pilots: int, rng: np.random.Generator) -> dict:
+    pilot = large_pilot(case, rng)
+    draw = from_components(pilot.components, pilot.curve)
+    target = Target(case.effect, 0.8, case.configurations, (24,), 8, replicates)
+    recommended = plan(pilot.components, pilot.curve, target, start=3).chosen
     sizes = []
-    for n_seeds in (3, 4, 5, 6):
-        predicted, estimates = predicted_power(case, 10, 24, n_seeds, 24, replicates, rng)
+    for n_seeds in sorted({3, 4, 5, 6} | ({recommended.n_seeds} if recommended else set())):
+        predicted = simulate_power(draw, case.effect, case.configurations, n_seeds, 24, replicates, rng)
         measured = measured_power(case, n_seeds, 24, replicates, rng)
         sizes.append({"seeds": n_seeds, "images": 24, "predicted": predicted.power, "measured": measured.power,
                       "difference": predicted.power - measured.power, "predicted_null": predicted.null_verdicts,
-                      "measured_null": measured.null_verdicts, "pilot_estimates": estimates})
-    need = next((row["seeds"] for row in sizes if row["measured"] >= 0.8), None)
+                      "measured_null": measured.null_verdicts})
+    at_recommended = next((row for row in sizes if recommended and row["seeds"] == recommended.n_seeds), None)
     small = []
-    target = Target(case.effect, 0.8, case.configurations, (24,), 10, max(replicates // 2, 10))
+    target = replace(target, replicates=max(replicates // 2, 10))
     for _ in range(pilots):
-        pilot = estimate(truth_points(case, {"x": case.effect}, 3, 24, rng), "off")
-        chosen = plan(pilot.components, pilot.curve, target).chosen
-        upper = plan(pilot.components.with_own_seed_sd(pilot.estimates["own_seed_sd"].high), pilot.curve, target).chosen
+        pilot3 = estimate(truth_points(case, {"x": case.effect}, 3, 24, rng), "off")
+        chosen = plan(pilot3.components, pilot3.curve, target).chosen
+        upper = plan(pilot3.components.with_own_seed_sd(pilot3.estimates["own_seed_sd"].high), pilot3.curve, target,
+                     chosen.n_seeds if chosen else target.max_seeds).chosen
         small.append({"recommended": chosen.n_seeds if chosen else None,
                       "upper_noise_recommended": upper.n_seeds if upper else None,
-                      "own_seed_sd": pilot.estimates["own_seed_sd"].value,
-                      "own_seed_sd_high": pilot.estimates["own_seed_sd"].high})
-    return {"case": asdict(case), "sizes": sizes, "truth_needs_seeds": need,
+                      "own_seed_sd": pilot3.estimates["own_seed_sd"].value,
+                      "own_seed_sd_high": pilot3.estimates["own_seed_sd"].high})
+    return {"case": asdict(case), "large_pilot_estimates": {k: v.value for k, v in pilot.estimates.items()},
+            "recommended_seeds": recommended.n_seeds if recommended else None,
+            "at_recommended": at_recommended, "sizes": sizes,
+            "truth_needs_seeds": next((row["seeds"] for row in sizes if row["measured"] >= 0.8), None),
             "max_abs_difference": max(abs(row["difference"]) for row in sizes), "small_pilots": small}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicates", type=int, default=100)
-    parser.add_argument("--pilots", type=int, default=10)
+    parser.add_argument("--pilots", type=int, default=4)
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -130,7 +133,8 @@ def main() -> None:
     for name in args.cases:
         results[name] = check_case(CASES[name], args.replicates, args.pilots, rng)
         row = results[name]
-        print(f"{name}: max |predicted - measured| {row['max_abs_difference']:.3f}; "
+        print(f"{name}: recommended {row['recommended_seeds']} seeds; max |predicted - measured| "
+              f"{row['max_abs_difference']:.3f}; "
               + "; ".join(f"{r['seeds']} seeds {r['predicted']:.2f} vs {r['measured']:.2f}" for r in row["sizes"])
               + f"; truth needs {row['truth_needs_seeds']} seeds; 3-seed pilots recommend "
               + str([p["recommended"] for p in row["small_pilots"]]) + ", at the noise's upper end "

@@ -19,21 +19,21 @@ from analysis.power import main
 from analysis.simulate import from_components, simulate_power
 from analysis.variance import estimate
 from analysis.verdict import MIN_IMAGES
-from benchmarks.power_check import CASES, measured_power, truth_points
+from benchmarks.power_check import CASES, large_pilot, measured_power
 from tests.synthetic_rd import Noise, synthetic_points
 
 
 @pytest.mark.parametrize("case, n_seeds", [("paired seed noise", 3), ("heavy-tailed images (t3)", 4)])
 def test_predicted_power_is_the_power_analysis_compare_measures_on_fresh_studies(case, n_seeds):
-    """A large pilot (so the estimates are close to the truth) → the planner's power at a study size,
-    beside the share of 80 fresh truth studies of that size that analysis.compare calls better. A
+    """A pilot large enough that its estimates are the truth's → the planner's power at a study size,
+    beside the share of 60 fresh truth studies of that size that analysis.compare calls better. A
     planner that ignores seed noise predicts ~1.0 in the first case (measured ~0.4); one that reads
     an interval's width as the standard error predicts ~0 in both."""
     truth, rng = CASES[case], np.random.default_rng(11)
-    pilot = estimate(truth_points(truth, {"x": truth.effect}, 60, 48, rng), "off")
-    predicted = simulate_power(from_components(pilot.components, pilot.curve), truth.effect, 1, n_seeds, 24, 80, rng)
-    measured = measured_power(truth, n_seeds, 24, 80, rng)
-    mc = math.sqrt(sum(p * (1 - p) / 80 for p in (predicted.power, measured.power)))
+    pilot = large_pilot(truth, rng)
+    predicted = simulate_power(from_components(pilot.components, pilot.curve), truth.effect, 1, n_seeds, 24, 60, rng)
+    measured = measured_power(truth, n_seeds, 24, 60, rng)
+    mc = math.sqrt(sum(p * (1 - p) / 60 for p in (predicted.power, measured.power)))
     assert 0.2 < measured.power < 0.95                   # a size where power is informative
     assert abs(predicted.power - measured.power) <= 0.10 + 2 * mc
 
@@ -45,7 +45,7 @@ def test_paired_seed_noise_interval_from_a_3_seed_pilot_covers_the_truth():
     noise, rng = Noise(seed_sd=0.03, pairing=0.5, image_sd=0.02, noise_sd=0.02), np.random.default_rng(3)
     truth = noise.seed_sd * math.sqrt(1 - noise.pairing)
     estimates = [estimate(synthetic_points({"x": -0.05}, 3, 24, noise, rng), "off").estimates["own_seed_sd"]
-                 for _ in range(150)]
+                 for _ in range(100)]
     inside = np.mean([e.low <= truth <= e.high for e in estimates])
     above = np.mean([e.high >= truth for e in estimates])
     below = np.mean([e.value < truth for e in estimates])
