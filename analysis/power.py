@@ -136,13 +136,36 @@ def components_lines(pilot) -> list[str]:
              "own_seed_sd": "seed noise a paired comparison sees (not shared by off's seed)",
              "image_sd": "configuration x image (how differently an image suits it)",
              "cell_difference_sd": "seed x image residual of the paired difference"}
-    lines = [f"variance components (sd of the equal-quality log-rate shift x 100 ≈ BD-rate %, "
+    lines = [f"variance components (sd of the BD-rate's response, log-rate units x 100 ≈ BD-rate %, "
              f"{100 * 0.9:.0f} % intervals):"]
     for key, words in names.items():
         e = pilot.estimates[key]
         lines.append(f"  {words:<66} {100 * e.value:6.2f} % [{100 * e.low:.2f}, {100 * e.high:.2f}] (df {e.df})")
-    lines.append("  pilot's own effect(s): " + ", ".join(f"{name} {value:+.2f} %" for name, value in pilot.effects.items()))
     return lines
+
+
+def fit_lines(points, reference: str, quality: str, pilot, replicates: int, seed: int) -> tuple[list[str], dict]:
+    """Does the model fit? The pilot's own BD-rate and interval SE (analysis.compare) beside the SEs of
+    simulated pilots of its size with its estimated noise: far outside their spread, the model misreads it."""
+    import numpy as np
+
+    from .compare import compare
+    from .simulate import synthetic_points
+
+    table = compare(points, reference, quality).table.set_index("configuration").drop(reference)
+    rng = np.random.default_rng(seed)
+    simulated = [compare(synthetic_points(pilot.components, pilot.curve, {"x": float(np.nanmean(table["bd_rate_vs_off"]))},
+                                          pilot.n_seeds, pilot.n_images, rng), "off").table["se"].iloc[1]
+                 for _ in range(replicates)]
+    low, median, high = np.nanpercentile(simulated, [10, 50, 90])
+    observed = float(table["se"].mean())
+    lines = ["  pilot's BD-rate vs off (analysis.compare): " + ", ".join(
+                 f"{name} {row.bd_rate_vs_off:+.2f} % (SE {row.se:.2f})" for name, row in table.iterrows()),
+             f"  model check: pilots of this size simulated with this noise have interval SE {median:.2f} % "
+             f"(10-90 %: {low:.2f}-{high:.2f}); this pilot's {observed:.2f} %"
+             + ("" if low <= observed <= high else " — outside: read the power table with care")]
+    return lines, {"pilot_se": observed, "simulated_se": [low, median, high],
+                   "pilot_bd_rate": table["bd_rate_vs_off"].to_dict()}
 
 
 def table_lines(result: Plan, target: Target) -> list[str]:
@@ -166,14 +189,16 @@ def power_report(points, reference: str, quality: str, target: Target, source: s
     # more noise needs at least as many seeds: scan from the point estimate's answer
     upper = plan(upper_noise, pilot.curve, target, result.chosen.n_seeds if result.chosen else target.max_seeds)
     own = pilot.estimates["own_seed_sd"]
+    fit, check = fit_lines(points, reference, quality, pilot, target.replicates, target.seed)
     lines = [f"pilot {source}: {len(pilot.configurations)} configuration(s) vs {reference}, {pilot.n_seeds} seeds x "
-             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot),
+             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), *fit,
              *table_lines(result, target),
              f"uncertainty: with the paired seed noise at its interval's upper end ({100 * own.high:.2f} % instead of "
              f"{100 * own.value:.2f} %, {own.df} degrees of freedom): "
              + recommendation(upper, target).removeprefix("recommend: "),
              recommendation(result, target)]
     return {"source": source, "reference": reference, "target": asdict(target), "pilot": pilot.as_dict(),
+            "model_check": check,
             "table": [asdict(row) for row in result.rows],
             "recommended": asdict(result.chosen) if result.chosen else None,
             "upper_noise_table": [asdict(row) for row in upper.rows],

@@ -1,14 +1,14 @@
 """Variance components of a BD-rate, estimated from a pilot's per-image RD points.
 
-Each point (configuration c, seed s, λ, image i) becomes an equal-quality log-rate shift
-against off's mean curve on the same image: ``log bpp − log bpp_off − (psnr − psnr_off) /
-slope``, the slope (dB per unit log rate) read off off's mean curve at that λ, so a point
-that reaches a higher PSNR is credited with the rate off would need for it. Averaged over
-λ, each λ weighted by the share of the quality axis it spans (the trapezoid rule of the
-BD-rate's integral over distortion), this gives one shift y[c, s, i] per configuration, seed and image: in log-rate units, so
-``100 · σ`` is a BD-rate in % (to first order). It is defined wherever off's mean curve
-rises, which per-image, per-seed BD-rates are not (one seed's curve on one image is often
-not monotone at a few hundred steps).
+Each seed × image of a configuration becomes one number y[c, s, i]: the linear response of
+the BD-rate of the mean curves (``analysis.bd``, the verdict's own function) to that
+seed × image's curve minus off's mean curve on the same image, in log-rate units (``100 · σ``
+≈ a BD-rate in %). The response is the BD-rate's gradient with respect to the test curve's
+log rate and PSNR at each λ, taken by central differences at the pilot's mean curves, so a
+flat stretch of the curve, where a little PSNR noise would be a large rate shift, counts for
+as little as it does in the BD integral. It is defined wherever the verdict's BD-rate is,
+which per-image, per-seed BD-rates are not (one seed's curve on one image is often not
+monotone at a few hundred steps).
 
 The model behind the planner's simulations (:mod:`analysis.power`)::
 
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .bd import bd_rate_checked
 from .errors import AnalysisError
 
 LEVEL = 0.90            # two-sided level of every component's interval
@@ -115,49 +116,61 @@ def estimate(points: pd.DataFrame, reference: str, quality: str = "psnr") -> Pil
                             f"{max((len(s) for s in shared_seeds.values()), default=0)} with it)")
     lambdas = sorted(set(off["lmbda"]))
     images = sorted(set(off["image"]))
-    curve = off.groupby("lmbda")[["bpp", quality]].mean().sort_index()
-    slope = _slopes(np.log(curve["bpp"].to_numpy()), curve[quality].to_numpy())
-    weight = _weights(curve[quality].to_numpy())
-    per_image = off.groupby(["lmbda", "image"])[["bpp", quality]].mean()
-    shifts = {name: _shifts(points[points["configuration"] == name], per_image, slope, weight, lambdas, images, quality)
-              for name in (reference, *names)}
     if len(images) < 2:
         raise AnalysisError(f"a pilot needs ≥ 2 test images (it has {len(images)})")
+    curve = off.groupby("lmbda")[["bpp", quality]].mean().sort_index()
+    gradients = [_gradient(points[points["configuration"] == name].groupby("lmbda")[["bpp", quality]].mean()
+                           .reindex(curve.index), curve, quality, name) for name in names]
+    gradient = np.mean(gradients, axis=0)
+    per_image = off.groupby(["lmbda", "image"])[["bpp", quality]].mean()
+    shifts = {name: _shifts(points[points["configuration"] == name], per_image, gradient, lambdas, images, quality)
+              for name in (reference, *names)}
     return _components(shifts, reference, names, seeds, lambdas, curve, per_image, images, quality)
 
 
-def _slopes(log_rate: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    if len(log_rate) < 2 or not ((np.diff(log_rate) > 0).all() and (np.diff(quality) > 0).all()):
-        raise AnalysisError("off's mean curve over seeds and images does not rise in both rate and quality with λ: "
-                            "no equal-quality rate can be read off it")
-    return np.gradient(quality, log_rate)
+STEP = 1e-3              # finite-difference step: in log rate, and in the quality's unit (dB)
 
 
-def _weights(quality: np.ndarray) -> np.ndarray:
-    """Each λ's share of the quality axis (trapezoid rule), as in the BD-rate's integral over distortion: a flat
-    stretch of the curve, where a little PSNR noise is a large rate shift, counts for the little quality it spans."""
-    spans = np.diff(quality)
-    weight = np.concatenate([[0.0], spans]) / 2 + np.concatenate([spans, [0.0]]) / 2
-    return weight / weight.sum()
+def _gradient(test: pd.DataFrame, off: pd.DataFrame, quality: str, name: str) -> np.ndarray:
+    """[2, λ]: how the BD-rate of the mean curves (analysis.bd: bjontegaard, pchip) moves with the test curve's
+    log rate and quality at each λ, in log-rate units (a uniform log-rate shift δ has gradient sum 1)."""
+    rate, level = np.log(test["bpp"].to_numpy(dtype=float)), test[quality].to_numpy(dtype=float)
+    bd = lambda r, q: bd_rate_checked(off["bpp"], off[quality], np.exp(r), q)   # noqa: E731
+    base = bd(rate, level)
+    if base.reason:
+        raise AnalysisError(f"no BD-rate of '{name}' vs off on the pilot's mean curves ({base.reason}): its noise "
+                            "cannot be read as a BD-rate's")
+    out = np.zeros((2, len(rate)))
+    for axis, values in enumerate((rate, level)):
+        for i in range(len(values)):
+            up, down = values.copy(), values.copy()
+            up[i] += STEP
+            down[i] -= STEP
+            pair = (bd(up, level), bd(down, level)) if axis == 0 else (bd(rate, up), bd(rate, down))
+            if any(r.reason for r in pair):
+                raise AnalysisError(f"the BD-rate of '{name}' vs off is undefined a hair away from the pilot's mean "
+                                    f"curves ({next(r.reason for r in pair if r.reason)})")
+            out[axis, i] = (pair[0].value - pair[1].value) / (2 * STEP)
+    return out / (100 + base.value)
 
 
-def _shifts(rows: pd.DataFrame, off_per_image: pd.DataFrame, slope: np.ndarray, weight: np.ndarray, lambdas: list,
-            images: list, quality: str) -> pd.DataFrame:
-    """y[seed, image]: the equal-quality log-rate shift vs off's per-image mean curve, averaged over λ with
-    the quality axis's weights."""
+def _shifts(rows: pd.DataFrame, off_per_image: pd.DataFrame, gradient: np.ndarray, lambdas: list, images: list,
+            quality: str) -> pd.DataFrame:
+    """y[seed, image]: the BD-rate's linear response (log-rate units) to this seed × image's curve minus off's
+    per-image mean curve."""
     index = pd.MultiIndex.from_frame(rows[["lmbda", "image"]])
     reference = off_per_image.reindex(index)
     if reference.isna().any(axis=None):
         raise AnalysisError(f"configuration '{rows['configuration'].iloc[0]}' has points at a λ or image off lacks")
-    k = pd.Series(slope, index=lambdas).reindex(rows["lmbda"]).to_numpy()
-    w = pd.Series(weight, index=lambdas).reindex(rows["lmbda"]).to_numpy()
-    y = w * len(lambdas) * (np.log(rows["bpp"].to_numpy()) - np.log(reference["bpp"].to_numpy())
-                            - (rows[quality].to_numpy() - reference[quality].to_numpy()) / k)
-    table = pd.DataFrame({"seed": rows["seed"].to_numpy(), "image": rows["image"].to_numpy(), "lmbda": rows["lmbda"].to_numpy(), "y": y})
+    g_rate, g_level = (pd.Series(g, index=lambdas).reindex(rows["lmbda"]).to_numpy() for g in gradient)
+    y = (g_rate * (np.log(rows["bpp"].to_numpy()) - np.log(reference["bpp"].to_numpy()))
+         + g_level * (rows[quality].to_numpy() - reference[quality].to_numpy()))
+    table = pd.DataFrame({"seed": rows["seed"].to_numpy(), "image": rows["image"].to_numpy(),
+                          "lmbda": rows["lmbda"].to_numpy(), "y": y})
     counts = table.groupby(["seed", "image"])["lmbda"].nunique()
     if (counts < len(lambdas)).any() or set(table["image"]) != set(images):
         raise AnalysisError(f"configuration '{rows['configuration'].iloc[0]}' lacks points for some seed × λ × image")
-    return table.groupby(["seed", "image"])["y"].mean().unstack("image")[images]
+    return table.groupby(["seed", "image"])["y"].sum().unstack("image")[images]
 
 
 def _anova(y: np.ndarray) -> tuple[float, float, float]:

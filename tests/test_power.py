@@ -45,7 +45,7 @@ def test_paired_seed_noise_interval_from_a_3_seed_pilot_covers_the_truth():
     noise, rng = Noise(seed_sd=0.03, pairing=0.5, image_sd=0.02, noise_sd=0.02), np.random.default_rng(3)
     truth = noise.seed_sd * math.sqrt(1 - noise.pairing)
     estimates = [estimate(synthetic_points({"x": -0.05}, 3, 24, noise, rng), "off").estimates["own_seed_sd"]
-                 for _ in range(100)]
+                 for _ in range(60)]
     inside = np.mean([e.low <= truth <= e.high for e in estimates])
     above = np.mean([e.high >= truth for e in estimates])
     below = np.mean([e.value < truth for e in estimates])
