@@ -129,7 +129,8 @@ def test_dry_run_prints_the_power_of_its_seeds(tmp_path, capsys):
     from search.run import main as search_main
 
     assert search_main(["--space", PILOT_SPACE, "--preset", "cpu-smoke", "--seeds", "3", "--dry-run", "--pilot",
-                        str(_pilot_csv(tmp_path)), "--effect", "-40", "--storage-path", str(tmp_path)]) == 0
+                        str(_pilot_csv(tmp_path)), "--effect", "-40", "--storage-path", str(tmp_path),
+                        "--init-weights", "none"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("power: ") and " at 3 seeds x 24 test images" in lines[0]
     assert any(" x 3 seed(s) = 6 trials" in line for line in lines) and lines[-1].startswith("total: ")
