@@ -145,26 +145,28 @@ def components_lines(pilot) -> list[str]:
 
 
 def fit_lines(points, reference: str, quality: str, pilot, replicates: int, seed: int) -> tuple[list[str], dict]:
-    """Does the model fit? The pilot's own BD-rate and interval SE (analysis.compare) beside the SEs of
-    simulated pilots of its size with its estimated noise: far outside their spread, the model misreads it."""
+    """Does the model fit? The pilot's own BD-rates and interval widths (analysis.compare) beside the widths of
+    simulated pilots of its size and configurations with its estimated noise: far outside, the model misreads it."""
     import numpy as np
 
     from .compare import compare
     from .simulate import synthetic_points
 
     table = compare(points, reference, quality).table.set_index("configuration").drop(reference)
+    effects = {str(name): float(value) for name, value in table["bd_rate_vs_off"].items() if np.isfinite(value)}
     rng = np.random.default_rng(seed)
-    simulated = [compare(synthetic_points(pilot.components, pilot.curve, {"x": float(np.nanmean(table["bd_rate_vs_off"]))},
-                                          pilot.n_seeds, pilot.n_images, rng), "off").table["se"].iloc[1]
-                 for _ in range(replicates)]
+    width = lambda t: float(np.nanmean(t["ci_high"] - t["ci_low"]))   # noqa: E731
+    simulated = [width(compare(synthetic_points(pilot.components, pilot.curve, effects, pilot.n_seeds, pilot.n_images,
+                                                rng), "off").table.iloc[1:]) for _ in range(replicates)]
     low, median, high = np.nanpercentile(simulated, [10, 50, 90])
-    observed = float(table["se"].mean())
+    observed = width(table)
     lines = ["  pilot's BD-rate vs off (analysis.compare): " + ", ".join(
-                 f"{name} {row.bd_rate_vs_off:+.2f} % (SE {row.se:.2f})" for name, row in table.iterrows()),
-             f"  model check: pilots of this size simulated with this noise have interval SE {median:.2f} % "
-             f"(10-90 %: {low:.2f}-{high:.2f}); this pilot's {observed:.2f} %"
+                 f"{name} {row.bd_rate_vs_off:+.2f} % [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+                 for name, row in table.iterrows()),
+             f"  model check: pilots of this size simulated with this noise have intervals {median:.2f} points wide "
+             f"(10-90 %: {low:.2f}-{high:.2f}); this pilot's {observed:.2f}"
              + ("" if low <= observed <= high else " — outside: read the power table with care")]
-    return lines, {"pilot_se": observed, "simulated_se": [low, median, high],
+    return lines, {"pilot_width": observed, "simulated_width": [low, median, high],
                    "pilot_bd_rate": table["bd_rate_vs_off"].to_dict()}
 
 
