@@ -96,7 +96,7 @@ class Pilot:
     n_seeds: int
     n_images: int
     configurations: tuple[str, ...]
-    effects: dict[str, float]            # each configuration's mean shift vs off, as a BD-rate in %
+    effects: dict[str, float]            # each configuration's BD-rate vs off (%), to first order
 
     def as_dict(self) -> dict:
         return {**asdict(self), "components": {**asdict(self.components), "own_seed_sd": self.components.own_seed_sd}}
@@ -193,7 +193,7 @@ def _component(mean_square: float, df: int, minus: float, divisor: float) -> Est
 def _components(shifts: dict[str, pd.DataFrame], reference: str, names: tuple, seeds: list, lambdas: list,
                 curve: pd.DataFrame, off_per_image: pd.DataFrame, images: list, quality: str) -> Pilot:
     n_images = len(images)
-    own, diff_image, diff_cell, curve_seed, curve_cell = [], [], [], [], []
+    own, curve_seed = [], []
     for name in names:
         common = [s for s in shifts[name].index if s in shifts[reference].index]
         difference = (shifts[name].loc[common] - shifts[reference].loc[common]).to_numpy()
