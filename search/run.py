@@ -21,6 +21,8 @@ from trainable.errors import InputError
 
 from .config import SCHEDULERS, SEARCHERS, SearchConfig
 from .interrupt import resume_command
+from .power_plan import AUTO, goal_from, seeds_value
+from .power_plan import apply as apply_power
 from .presets import PRESETS
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 PLANNING = ("dry_run", "step_seconds", "plan_gpus", "step_seconds_from", "measure_loader",
             "gpu_memory_gib")     # flags of the plan's cost, not of the search
+POWER = ("pilot", "effect", "target_power")             # flags of the power plan (search.power_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--scheduler", choices=SCHEDULERS, help="default auto: FIFO for enumerated spaces, ASHA for Optuna ones")
     a("--searcher", choices=SEARCHERS, help="default auto: grid for choice-only spaces, else optuna")
     a("--num-samples", type=int, help="configurations to train with optuna/random (off included)")
-    a("--seeds", type=int, help="seeds per configuration (off included)")
+    a("--seeds", type=seeds_value, help="seeds per configuration (off included), or 'auto': the fewest that "
+                                        "reach --target-power for --effect with --pilot's noise")
     a("--max-epochs", type=int, help="validations (epochs of --steps-per-epoch steps) of a trial never stopped")
     a("--max-steps", type=int, help="optimizer steps per λ model (instead of --max-epochs; rounded up to whole "
                                     "--steps-per-epoch periods)")
@@ -90,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "(default: the documented 2K-PNG figure)")
     a("--gpu-memory-gib", type=float, help="memory of one GPU, to check that a trial's λ models fit "
                                            "(default: this machine's GPU, else 80)")
+    a("--pilot", help="experiment folder or points CSV whose seed noise sets --seeds auto and the power line "
+                      "(analysis.power)")
+    a("--effect", type=float, help="with --pilot: the BD-rate %% the study must detect (default -5)")
+    a("--target-power", type=float, help="with --pilot: the power --seeds auto aims at (default 0.8)")
     return p
 
 
@@ -97,7 +105,9 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if not args.space:
         raise InputError("--space is required (see --list-spaces)")
     values = {k: v for k, v in vars(args).items() if k not in ("space", "preset", "list_spaces", "resume", "wandb",
-                                                               "test_dataset", *PLANNING)}
+                                                               "test_dataset", *PLANNING, *POWER)}
+    if args.seeds == AUTO:
+        values["seeds"] = None                                  # resolved from --pilot (search.power_plan)
     if args.test_dataset is not None:
         print("note: --test-dataset is deprecated, it names the validation folder: use --val-dataset", file=sys.stderr)
         if args.val_dataset not in (None, args.test_dataset):
@@ -190,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         print("\n".join(list_spaces()))
         return 0
-    config = config_from_args(args)
+    goal = goal_from(args.pilot, args.effect, args.target_power)
+    config, power = apply_power(config_from_args(args), goal, args.seeds == AUTO)
+    if power:
+        print(power)
     from .plan import check_bd_rate, make_plan         # torch (datasets, models): after argparse and the cheap checks
 
     plan = warm_start(make_plan(config))                   # every check, before Ray starts

@@ -1,0 +1,87 @@
+"""Synthetic experiments drawn from a pilot's variance components, judged by the real verdict path.
+
+The points follow :mod:`analysis.variance`'s model on off's mean curve: every configuration
+reaches off's PSNR at each λ and image, and its log rate is off's plus its effect, its
+configuration × image effect, its seed's effect (correlated with off's same seed) and a
+seed × image residual (correlated with off's cell). Each experiment is judged by
+:func:`analysis.compare.compare` (BD-rate, interval, multiplicity and evidence rule as a real
+study gets them), so the power follows whatever rule that function applies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .compare import compare
+from .variance import Components, Curve
+
+
+@dataclass(frozen=True)
+class Power:
+    """Share of simulated experiments in which an effect got its verdict, and a null got any."""
+
+    n_seeds: int
+    n_images: int
+    power: float
+    null_verdicts: float
+    replicates: int
+
+
+def synthetic_points(noise: Components, curve: Curve, effects: dict[str, float], n_seeds: int, n_images: int,
+                     rng: np.random.Generator) -> pd.DataFrame:
+    """A points table (configuration, is_off, seed, lmbda, image, bpp, psnr) with true BD-rates ``effects`` (%)."""
+    names = ["off", *effects]
+    n_c, n_l = len(names), len(curve.lambdas)
+    difficulty = rng.normal(0.0, noise.image_rate_sd, n_images)
+    brightness = rng.normal(0.0, noise.image_psnr_sd, n_images)
+    per_image = rng.normal(0.0, noise.image_sd, (n_c, n_images))
+    per_image[0] = 0.0
+    per_seed = _paired(rng, noise.seed_sd, noise.seed_pairing, (n_c, n_seeds))
+    per_cell = _paired(rng, noise.cell_sd, noise.cell_pairing, (n_c, n_seeds, n_images))
+    effect = np.log1p(np.array([0.0, *effects.values()]) / 100)
+    shift = effect[:, None, None] + per_image[:, None, :] + per_seed[:, :, None] + per_cell + difficulty
+    log_rate = np.log(curve.bpp)[None, None, :, None] + shift[:, :, None, :]        # [c, s, λ, i]
+    c, s, l, i = np.meshgrid(np.arange(n_c), np.arange(n_seeds), np.arange(n_l), np.arange(n_images), indexing="ij")
+    return pd.DataFrame({
+        "configuration": np.array(names)[c.ravel()], "is_off": c.ravel() == 0, "seed": s.ravel(),
+        "lmbda": np.array(curve.lambdas)[l.ravel()], "image": [f"img{k:03d}" for k in i.ravel()],
+        "bpp": np.exp(log_rate).ravel(), "psnr": (np.array(curve.psnr)[l] + brightness[i]).ravel()})
+
+
+def _paired(rng: np.random.Generator, sd: float, pairing: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Normal draws of ``sd`` whose entries at the same index after the first axis correlate by ``pairing``."""
+    shared = rng.normal(0.0, 1.0, (1, *shape[1:]))
+    own = rng.normal(0.0, 1.0, shape)
+    return sd * (math.sqrt(pairing) * shared + math.sqrt(1 - pairing) * own)
+
+
+Draw = Callable[[dict, int, int, np.random.Generator], pd.DataFrame]   # (effects %, seeds, images, rng) -> points
+
+
+def from_components(noise: Components, curve: Curve) -> Draw:
+    """The planner's studies: :func:`synthetic_points` with a pilot's noise on its off curve."""
+    return lambda effects, n_seeds, n_images, rng: synthetic_points(noise, curve, effects, n_seeds, n_images, rng)
+
+
+def simulate_power(draw: Draw, effect: float, configurations: int, n_seeds: int, n_images: int, replicates: int,
+                   rng: np.random.Generator) -> Power:
+    """Power for a true BD-rate ``effect`` (%) judged with ``configurations`` others, and the family-wise
+    share of all-null studies in which a configuration is called better or worse, over studies ``draw`` makes."""
+    target = "better" if effect < 0 else "worse"
+    effects = {f"c{k}": effect for k in range(configurations)}
+    nulls = {f"c{k}": 0.0 for k in range(configurations)}
+    hits = false = 0
+    for _ in range(replicates):
+        hits += int((_statuses(draw(effects, n_seeds, n_images, rng)) == target).sum())
+        false += bool(_statuses(draw(nulls, n_seeds, n_images, rng)).isin(["better", "worse"]).any())
+    return Power(n_seeds, n_images, hits / (replicates * configurations), false / replicates, replicates)
+
+
+def _statuses(points: pd.DataFrame) -> pd.Series:
+    table = compare(points, "off").table
+    return table.loc[~table["is_off"], "status"]
