@@ -492,6 +492,7 @@ def test_sigterm_reaches_tunes_graceful_stop_and_a_second_signal_aborts():
 
     calls = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))   # Tune's, during fit()
+    before = signal.getsignal(signal.SIGTERM)     # SIG_DFL, or Ray's own once a test in this process ran ray.init
     try:
         with StopSignals() as stop:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -500,7 +501,7 @@ def test_sigterm_reaches_tunes_graceful_stop_and_a_second_signal_aborts():
             with pytest.raises(KeyboardInterrupt):
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.1)
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
+        assert signal.getsignal(signal.SIGTERM) == before and "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
     finally:
         signal.signal(signal.SIGUSR1, previous)
 

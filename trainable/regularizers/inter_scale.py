@@ -245,11 +245,13 @@ class InterScaleRegularizer(nn.Module):
 
     @torch.no_grad()
     def sampled(self) -> dict[str, float]:
-        """Per pair, over the same recent training batches (the last ~``WINDOW_IMAGES`` images):
+        """Per pair, over the same recent training batches of the epoch (its last ~``WINDOW_IMAGES`` images):
         ``inter_scale_<pair>``, the mean reading of the charge on each batch when it was trained;
         ``inter_scale_fresh_<pair>``, an independent estimate of the same quantity
         (:func:`fresh_estimate`); ``inter_scale_gap_<pair>`` = fresh - charge. A charge the
-        encoder cannot outrun stays close to it. Empty before training."""
+        encoder cannot outrun stays close to it. Empty before training. Called once an epoch: it
+        empties the window, so each epoch is read on its own batches and a resumed run (whose
+        checkpoint holds no window) logs what an uninterrupted one does."""
         out = {}
         for name, aligner, window in zip(self.pair_names, self.aligners, self.windows):
             if not window:
@@ -261,6 +263,8 @@ class InterScaleRegularizer(nn.Module):
             fresh = fresh_estimate(aligner, window, scored, DISTANCES[self.distance])
             out.update({f"inter_scale_{name}": charge, f"inter_scale_fresh_{name}": fresh,
                         f"inter_scale_gap_{name}": fresh - charge})
+        for window in self.windows:
+            window.clear()
         return out
 
     def _checked(self, latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
