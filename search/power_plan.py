@@ -1,8 +1,9 @@
 """``search.run --seeds auto --pilot PILOT --effect E``: the seeds a plan needs, and the power its seeds give.
 
 The study a plan sets up is judged by ``analysis.evaluate`` + ``analysis.report``: off and
-the plan's other configurations (at most ``analysis.evaluate``'s default top K) against off
-at once, on the test set (``--power-images``, default a Kodak-sized 24). ``analysis.power``
+the plan's other configurations against off at once (K = every configuration searched, as
+``analysis.report`` counts it), on a Kodak-sized 24 test images or the fewest the verdict rule
+accepts for K (``analysis.verdict.images_needed``). ``analysis.power``
 simulates that verdict with the pilot's noise; this module turns its answer into the plan's
 seed count (``auto``) or a line for the dry run.
 """
@@ -35,7 +36,7 @@ class PowerGoal:
     pilot: str
     effect: float = -5.0
     power: float = 0.8
-    images: int = 24
+    images: int | None = None      # None: max(24, the fewest test images a verdict on K configurations needs)
     max_seeds: int = 10
     replicates: int = 100          # simulated studies per size
 
@@ -51,10 +52,9 @@ def goal_from(pilot: str | None, effect: float | None, power: float | None) -> P
 
 
 def judged_together(n_configurations: int) -> int:
-    """Configurations judged against off at once in the study: the plan's others, at most evaluate's top K."""
-    from analysis.evaluate import DEFAULT_TOP
-
-    return max(1, min(n_configurations - 1, DEFAULT_TOP))
+    """K of the study's verdicts: every configuration the plan searches besides off (the verdict
+    rule counts all searched, not only those evaluated: the winner of N is judged as one of N)."""
+    return max(1, n_configurations - 1)
 
 
 def choose_seeds(goal: PowerGoal, n_configurations: int, seeds: int | None = None) -> tuple[int, str]:
@@ -64,8 +64,11 @@ def choose_seeds(goal: PowerGoal, n_configurations: int, seeds: int | None = Non
     from analysis.simulate import from_components, simulate_power
     from analysis.variance import estimate
 
+    from analysis.verdict import images_needed
+
     k = judged_together(n_configurations)
-    target = Target(goal.effect, goal.power, k, (goal.images,), goal.max_seeds, goal.replicates)
+    images = goal.images if goal.images is not None else max(24, images_needed(k))
+    target = Target(goal.effect, goal.power, k, (images,), goal.max_seeds, goal.replicates)
     try:
         target.check()
         points, reference = read_pilot(goal.pilot)
@@ -76,14 +79,14 @@ def choose_seeds(goal: PowerGoal, n_configurations: int, seeds: int | None = Non
         chosen = plan(pilot.components, pilot.curve, target).chosen
         if chosen is None:
             raise InputError(f"--seeds auto: no seed count up to {goal.max_seeds} reaches power {goal.power:g} for "
-                             f"{goal.effect:+g} % with this pilot's noise ({k} configurations, {goal.images} "
+                             f"{goal.effect:+g} % with this pilot's noise ({k} configurations, {images} "
                              "images): give --seeds N to price a size anyway")
     else:
         import numpy as np
 
-        chosen = simulate_power(from_components(pilot.components, pilot.curve), goal.effect, k, seeds, goal.images,
+        chosen = simulate_power(from_components(pilot.components, pilot.curve), goal.effect, k, seeds, images,
                                 target.replicates, np.random.default_rng(target.seed))
-    line = (f"power: {chosen.power:.2f} for {goal.effect:+g} % at {chosen.n_seeds} seeds x {goal.images} test images, "
+    line = (f"power: {chosen.power:.2f} for {goal.effect:+g} % at {chosen.n_seeds} seeds x {images} test images, "
             f"{k} configuration(s) judged together (analysis.power on pilot {goal.pilot}, "
             f"{chosen.replicates} simulated studies; null studies with any verdict {chosen.null_verdicts:.2f})")
     return chosen.n_seeds, line

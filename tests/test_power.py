@@ -148,3 +148,14 @@ def test_search_power_flags_bad_input_is_one_line(tmp_path, capsys, args, messag
     assert run_cli(search_main, ["--space", PILOT_SPACE, "--preset", "cpu-smoke", "--dry-run", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_the_plan_is_priced_at_the_test_images_a_verdict_on_all_searched_configurations_needs(tmp_path):
+    """phase2_delta searches 3 configurations besides off: the verdict rule judges them as a family of
+    3 and refuses one on fewer than images_needed(3) test images, so power at 24 would be 0 by rule."""
+    from analysis.verdict import images_needed
+    from search.power_plan import PowerGoal, choose_seeds
+
+    seeds, line = choose_seeds(PowerGoal(str(_pilot_csv(tmp_path)), effect=-40, replicates=10), 4, seeds=3)
+    assert images_needed(3) > 24 and seeds == 3
+    assert f"at 3 seeds x {images_needed(3)} test images, 3 configuration(s) judged together" in line
