@@ -39,6 +39,7 @@ most influential one).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -214,11 +215,14 @@ def _studentised_draws(pseudo: np.ndarray, other_variance: float) -> np.ndarray:
         variance = sample.var(axis=axis, ddof=1) / n + max(other_variance, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (sample.mean(axis=axis) - centre) / np.sqrt(variance)
-        return np.nan_to_num(t, nan=0.0)
+        return np.where(variance > ZERO, t, np.nan)     # a draw of one repeated image has no SE: no t
 
-    draws = stats.bootstrap((pseudo,), studentised, n_resamples=BOOTSTRAP_DRAWS, method="percentile",
-                            vectorized=True, rng=np.random.default_rng(0)).bootstrap_distribution
-    return np.asarray(draws)
+    with warnings.catch_warnings():     # scipy's own interval of the draws is not used (nor its NaN warning)
+        warnings.simplefilter("ignore")
+        draws = stats.bootstrap((pseudo,), studentised, n_resamples=BOOTSTRAP_DRAWS, method="percentile",
+                                vectorized=True, rng=np.random.default_rng(0)).bootstrap_distribution
+    draws = np.asarray(draws)
+    return draws[np.isfinite(draws)]
 
 
 def bd_over_epochs(experiment: Experiment, reference: str, method: str = "pchip", quality: str = "psnr") -> pd.DataFrame:

@@ -74,6 +74,21 @@ def test_one_seed_and_four_images_is_indicative_in_the_status_and_the_headline(t
     assert "beats off" not in text and "test-image sampling only, not training noise" in text
 
 
+@pytest.mark.parametrize("rng_seed", range(4))
+def test_the_demo_sized_interval_is_finite_and_silent(rng_seed):
+    """1 seed x 4 images (the demo): a bootstrap draw of one image repeated has no SE; it is left out
+    instead of stretching the interval to infinity (and numpy warning on the user's terminal)."""
+    import warnings
+
+    points = synthetic_points({"x": 0.05}, 1, 4, Noise(seed_sd=0.0, image_sd=0.05, noise_sd=0.01),
+                              np.random.default_rng(rng_seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = bd_table(points, "off").set_index("configuration")
+    assert np.isfinite(table.loc["x", ["ci_low", "ci_high"]].to_numpy(dtype=float)).all()
+    assert table.loc["x", "ci_low"] < table.loc["x", "bd_rate_vs_off"] < table.loc["x", "ci_high"]
+
+
 def test_reference_by_name_and_unpaired_seeds(tmp_path):
     points = synthetic_points({"mine": -0.10}, 3, 24, QUIET, np.random.default_rng(1), reference="theirs")
     points = points.drop(columns="is_off")
