@@ -35,7 +35,7 @@ from trainable.errors import InputError
 
 from .loader_plan import LoaderPlan, loader_plan
 from .memory_plan import MemoryPlan, gpu_memory_gib, memory_plan
-from .overhead import profiled_steps
+from .overhead import profiled_steps, trial_overhead
 from .plan import Plan
 
 GPU_CHECK_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu_check.json"
@@ -176,7 +176,22 @@ class Cost:
                        f"about {self.asha_hours:.1f} {unit}-hours if it keeps 1/{cfg.reduction_factor:g} at each rung")
         if unit == "GPU":
             out.append(self._wall_clock())
-        out.append(f"total: {self.total_hours:.1f} {unit}-hours")
+            out.append(f"total: {self.total_hours:.1f} {unit}-hours")
+        else:
+            out += self._cpu_overhead_and_total()
+        return out
+
+    def _cpu_overhead_and_total(self) -> list[str]:
+        """Each trial's start-up, checkpoints and real bpp (:mod:`.overhead`), counted in a CPU plan's
+        total: on a small CPU budget they are a large share of a trial."""
+        cfg, out, extra = self.plan.config, [], 0.0
+        for model, trials in self.trials.items():
+            overhead = trial_overhead(cfg.max_epochs, cfg.checkpoint_every, self.lambdas,
+                                      self.models[model].checkpoint_bytes, self.val_pixels)
+            out.append(overhead.line(trials, self.unit) + (f" ({model})" if len(self.trials) > 1 else ""))
+            extra += trials * overhead.seconds / 3600
+        out.append(f"total: {self.total_hours + extra:.2f} CPU-hours (steps and validations {self.total_hours:.2f}, "
+                   f"per-trial overhead {extra:.2f})")
         return out
 
     def _wall_clock(self) -> str:

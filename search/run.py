@@ -170,28 +170,10 @@ def dry_run(plan: Plan, step_seconds: float | None, gpus: int | None, step_secon
         print(f"note: preset {plan.config.preset} fine-tunes released checkpoints; a real run needs --init-weights")
     cost = plan_cost(plan, step_seconds=step_seconds, gpus=gpus, step_seconds_from=step_seconds_from,
                      measure_loader=measure_loader, gpu_memory=gpu_memory)
-    print("\n".join(with_overhead(cost) if cost.unit == "CPU" else cost.lines()))
+    print("\n".join(cost.lines()))
     for memory in cost.memory.values():
         memory.check()
     return 0
-
-
-def with_overhead(cost) -> list[str]:
-    """A CPU plan's cost lines with each trial's start-up, checkpoints and real bpp (:mod:`.overhead`)
-    counted in the total: on a small CPU budget they are a large share of a trial."""
-    from .overhead import trial_overhead
-
-    plan, lines = cost.plan, cost.lines()
-    extra = 0.0
-    for model, trials in cost.trials.items():
-        overhead = trial_overhead(plan.config.max_epochs, plan.config.checkpoint_every, cost.lambdas,
-                                  cost.models[model].checkpoint_bytes, cost.val_pixels)
-        lines.insert(-1, overhead.line(trials, cost.unit) + (f" ({model})" if len(cost.trials) > 1 else ""))
-        extra += trials * overhead.seconds / 3600
-    total = cost.total_hours + extra
-    lines[-1] = (f"total: {total:.2f} CPU-hours (steps and validations {cost.total_hours:.2f}, "
-                 f"per-trial overhead {extra:.2f})")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
