@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import budget
 from .anchors import about, published_claims
 from .compare import evidence_notes, method_section, table_markdown as _table, verdict_section
 from .compare import format_number as _number
@@ -80,7 +81,15 @@ def _verdict(data: ReportData) -> str:
                           "No verdict without a held-out test evaluation (see above).", "",
                           _validation_table(data)])
     ranks = dict(zip(data.table["configuration"], data.table["val_rank"]))
-    return verdict_section(data.comparison, "## Verdict: BD-rate vs off", ("validation rank", ranks))
+    section = verdict_section(data.comparison, "## Verdict: BD-rate vs off", ("validation rank", ranks))
+    trials = eligible_trials(data.experiment)
+    per_epoch = trials.get("config/steps_per_epoch", pd.Series(dtype=float)).dropna()
+    steps_per_epoch = int(per_epoch.max()) if len(per_epoch) else None
+    epochs = trials.get("epochs_run", pd.Series(dtype=float)).dropna()
+    steps = int(epochs.max()) * steps_per_epoch if steps_per_epoch and len(epochs) else None
+    why = budget.section(data.points, data.experiment.history, data.table, data.reference, data.quality,
+                         steps_per_epoch, steps)
+    return "\n\n".join(part for part in (section, why) if part)
 
 
 def _validation_table(data: ReportData) -> str:

@@ -160,8 +160,10 @@ def _check_ms_ssim_sizes(space: SearchSpace, side: int, what: str) -> None:
     from trainable.loss import MS_SSIM_MIN_SIDE      # torch: only for MS-SSIM spaces
 
     if side < MS_SSIM_MIN_SIDE:
+        fix = (f": pass --patch-size {64 * -(-MS_SSIM_MIN_SIDE // 64)} or more" if what == "--patch-size"
+               else ": use images at least that large")
         raise InputError(f"space {space.name!r} trains for MS-SSIM, which needs images of at least "
-                         f"{MS_SSIM_MIN_SIDE} px per side; {what} is {side}")
+                         f"{MS_SSIM_MIN_SIDE} px per side; {what} is {side}{fix}")
 
 
 def _model(config: SearchConfig, space: SearchSpace) -> str:

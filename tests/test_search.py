@@ -75,7 +75,7 @@ def _epochs(result_json: Path) -> list[int]:
     (["--space", "phase2_delta", "--gpus-per-trial", "-1"], "gpus-per-trial"),
     (["--space", "phase2_delta", "--lambdas", "0.0035", "0.0067", "0.01", "8.7"], "not on the mse scale"),
     (["--space", "phase2_delta", "--lambdas", "0.0067", "0.025"], "a BD-rate needs at least 4 points per curve"),
-    (["--space", "phase2_delta_ms_ssim"], "needs images of at least 161 px per side; --patch-size is 128"),
+    (["--space", "phase2_delta_ms_ssim"], "needs images of at least 161 px per side; --patch-size is 128: pass --patch-size 192 or more"),
     (["--space", "phase2_delta", "--model", "HPCM_Nope"], "unknown model 'HPCM_Nope'"),
     (["--space", "joint", "--searcher", "grid"], "--searcher grid needs a space of choices only"),
     ([], "--space is required"),
