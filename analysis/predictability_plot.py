@@ -52,5 +52,5 @@ def kinds_figure(data: ReportData) -> Figure:
         axes.axhline(0, color="black", linewidth=0.6)
         axes.set_title(pair)
         axes.set_ylabel("held-out R²")
-    axes.legend()
+    figure.legend(*axes.get_legend_handles_labels(), loc="outside upper center", ncols=len(KINDS))   # off the bars
     return figure
