@@ -24,6 +24,7 @@ import pandas as pd
 
 from .points import mean_curve
 
+TITLE = "### Why no BD-rate, and what budget would give one"
 SEPARATION = 2.0        # a λ step is resolved when its mean change exceeds this many standard errors
 
 
@@ -124,7 +125,7 @@ def section(points: pd.DataFrame, history: pd.DataFrame, table: pd.DataFrame, re
             lines.append(f"- {line}")
     if not lines:
         return ""
-    return "\n".join(["### Why no BD-rate, and what budget would give one", "", *lines])
+    return "\n".join([TITLE, "", *lines])
 
 
 def _round(steps: float) -> str:

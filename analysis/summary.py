@@ -82,6 +82,11 @@ def _verdict(data: ReportData) -> str:
                           _validation_table(data)])
     ranks = dict(zip(data.table["configuration"], data.table["val_rank"]))
     section = verdict_section(data.comparison, "## Verdict: BD-rate vs off", ("validation rank", ranks))
+    return "\n\n".join(part for part in (section, _why_no_bd_rate(data)) if part)
+
+
+def _why_no_bd_rate(data: ReportData) -> str:
+    """A line per configuration without a BD-rate (analysis.budget), or one when ASHA left only off."""
     trials = eligible_trials(data.experiment)
     per_epoch = trials.get("config/steps_per_epoch", pd.Series(dtype=float)).dropna()
     steps_per_epoch = int(per_epoch.max()) if len(per_epoch) else None
@@ -89,7 +94,12 @@ def _verdict(data: ReportData) -> str:
     steps = int(epochs.max()) * steps_per_epoch if steps_per_epoch and len(epochs) else None
     why = budget.section(data.points, data.experiment.history, data.table, data.reference, data.quality,
                          steps_per_epoch, steps)
-    return "\n\n".join(part for part in (section, why) if part)
+    stopped = stopped_configurations(data.experiment)
+    if data.table["is_off"].all() and len(stopped):
+        why = "\n".join([why or budget.TITLE, "", f"- ASHA stopped every other configuration ({len(stopped)}, below) "
+                         "before its last epoch: nothing is compared at this budget. What would: `--scheduler fifo` "
+                         "(each trained to the end), or more `--num-samples` so that some outlast the rungs."])
+    return why
 
 
 def _validation_table(data: ReportData) -> str:

@@ -82,3 +82,20 @@ def test_section_lists_only_configurations_without_a_bd_rate():
     rising = _points(np.random.default_rng(5), x_psnr=(30.0, 31.0, 31.5, 32.0))
     assert section(rising, _history([0.5, 0.5]), table.assign(status=["reference", "indicative: 2 seeds"]),
                    "off", "psnr", 50, 100) == ""
+
+
+def test_report_says_why_when_asha_left_only_off(tmp_path_factory, tmp_path):
+    """A real evaluated experiment whose every other configuration ASHA stopped: report.md says so in one line."""
+    from analysis.report import write_report
+    from tests.test_evaluate import copy_experiment, evaluated_experiment_dir
+
+    exp = copy_experiment(evaluated_experiment_dir(tmp_path_factory) / "exp", tmp_path / "exp")
+    trials = pd.read_csv(exp / "results.csv")
+    others = ~trials["is_off"].astype(bool)
+    trials.loc[others, "status"] = "STOPPED"
+    trials.loc[others, "stopped_epoch"] = 1
+    trials.to_csv(exp / "results.csv", index=False)
+    text = (write_report(exp) / "report.md").read_text()
+    n = trials.loc[others, "configuration"].nunique()
+    assert f"- ASHA stopped every other configuration ({n}, below) before its last epoch" in text
+    assert "--scheduler fifo" in text
