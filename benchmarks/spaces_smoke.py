@@ -77,7 +77,7 @@ def summarise(folder: Path) -> dict:
     return {"source": data.source, "trials": {str(k): int(v) for k, v in statuses.items()},
             "trial_seconds": round(sum(_trial_seconds(path) for path in folder.glob("trial_*/progress.csv")), 1),
             "not_evaluated": sorted(set(finished) - set(data.table["configuration"])),
-            "searcher": json.loads((folder / "experiment.json").read_text()).get("searcher"),
+            **{key: json.loads((folder / "experiment.json").read_text()).get(key) for key in ("searcher", "scheduler")},
             "configurations": rows}
 
 
@@ -97,14 +97,14 @@ def row(space: str, entry: dict) -> str:
     """One markdown row of the docs' table (tests/test_docs.py checks the docs quote these rows)."""
     configurations = entry["configurations"]
     others = [c for c in configurations if not c["is_off"]]
-    run = " ".join([entry["searcher"], *entry["extra_flags"]])
+    run = f"{entry['searcher']}, {entry['scheduler']}" + (f"; `{' '.join(entry['extra_flags'])}`" if entry["extra_flags"] else "")
     trials = ", ".join(f"{n} {status}" for status, n in sorted(entry["trials"].items()))
     rises = sum(bool(c["test_rises"]) for c in configurations)
     defined = sum(c["bd_rate_vs_off"] is not None for c in others)
     verdicts = "; ".join(f"`{c['configuration']}` " + ("—" if c["bd_rate_vs_off"] is None
                                                          else f"{c['bd_rate_vs_off']:+.2f} %")
                          + f" ({c['status'].split(':')[0]})" for c in others) or "— (off only)"
-    cells = [f"`{space}`", f"`{run}`", trials, f"{entry['trial_seconds']:.0f}", f"{len(others)} + off" + (f" ({len(entry['not_evaluated'])} not)"
+    cells = [f"`{space}`", run, trials, f"{entry['trial_seconds']:.0f}", f"{len(others)} + off" + (f" ({len(entry['not_evaluated'])} not)"
                                                                           if entry["not_evaluated"] else ""),
              f"{rises} of {len(configurations)}", f"{defined} of {len(others)}", verdicts]
     return "| " + " | ".join(cells) + " |"
