@@ -153,7 +153,7 @@ def shape_line(pilot) -> str:
         return (f"seed noise shape: the pilot's {len(pilot.components.seed_effects[0])} seeds resampled whole (a seed "
                 "noisier for every configuration at once is planned as such), scaled to the components above")
     return (f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every configuration "
-            "to show it): a seed that is now and then much noisier would make the power below too high")
+            "to show another): the power below assumes no seed is now and then much noisier than the rest")
 
 
 def fit_lines(points, reference: str, quality: str, pilot, replicates: int, seed: int) -> tuple[list[str], dict]:
