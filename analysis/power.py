@@ -8,7 +8,8 @@ a points CSV in ``analysis.compare``'s format, with ≥ 2 seeds of off and of on
 configuration. The pilot's variance components (:mod:`analysis.variance`) are printed with
 90 % intervals; then, for 2, 3, ... seeds at each ``--images`` count, synthetic studies with
 that noise and a true BD-rate of ``--effect`` % (every one of ``--configurations``
-configurations) are judged by ``analysis.compare`` — the verdict path a real study gets — and
+configurations; seed effects resampled from the pilot's seeds when it has ≥ 10, else normal)
+are judged by ``analysis.compare`` — the verdict path a real study gets — and
 the table gives the share called better (worse for a positive effect) and the share of
 all-null studies in which any configuration gets a verdict. The scan stops at the first seed
 count that reaches ``--power``; the same scan with the paired seed noise at its interval's
@@ -144,6 +145,17 @@ def components_lines(pilot) -> list[str]:
     return lines
 
 
+def shape_line(pilot) -> str:
+    """How the simulations draw seed effects: the pilot's own seeds, or normal when it has too few to show a shape."""
+    from .variance import MIN_SHAPE_SEEDS
+
+    if pilot.components.seed_effects:
+        return (f"seed noise shape: the pilot's {len(pilot.components.seed_effects[0])} seeds resampled whole (a seed "
+                "noisier for every configuration at once is planned as such), scaled to the components above")
+    return (f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every configuration "
+            "to show another): the power below assumes no seed is now and then much noisier than the rest")
+
+
 def fit_lines(points, reference: str, quality: str, pilot, replicates: int, seed: int) -> tuple[list[str], dict]:
     """Does the model fit? The pilot's own BD-rates and interval widths (analysis.compare) beside the widths of
     simulated pilots of its size and configurations with its estimated noise: far outside, the model misreads it."""
@@ -193,7 +205,7 @@ def power_report(points, reference: str, quality: str, target: Target, source: s
     own = pilot.estimates["own_seed_sd"]
     fit, check = fit_lines(points, reference, quality, pilot, target.replicates, target.seed)
     lines = [f"pilot {source}: {len(pilot.configurations)} configuration(s) vs {reference}, {pilot.n_seeds} seeds x "
-             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), *fit,
+             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), shape_line(pilot), *fit,
              *table_lines(result, target),
              f"uncertainty: with the paired seed noise at its interval's upper end ({100 * own.high:.2f} % instead of "
              f"{100 * own.value:.2f} %, {own.df} degrees of freedom): "

@@ -3,7 +3,16 @@
 The points follow :mod:`analysis.variance`'s model on off's mean curve: every configuration
 reaches off's PSNR at each λ and image, and its log rate is off's plus its effect, its
 configuration × image effect, its seed's effect (correlated with off's same seed) and a
-seed × image residual (correlated with off's cell). Each experiment is judged by
+seed × image residual (correlated with off's cell). The seed effects are normal with the
+pilot's sd and pairing, unless the pilot kept its seeds' effects (≥
+``analysis.variance.MIN_SHAPE_SEEDS`` seeds): then each study seed is a pilot seed drawn with
+replacement, off and every configuration from the same one (pairing, and a seed noisier for
+every configuration at once, kept), off's effect scaled to the seed sd and each paired
+difference to the paired seed sd (which also takes out the seed × image noise a pilot's row
+means carry). A study with more configurations than the pilot gives each extra one a pilot
+configuration's difference of the same seed with a random sign: its own verdict sees the
+pilot's shape, the seed's size is shared, and it is uncorrelated with the others' (in the
+normal model it shares off's part). Each experiment is judged by
 :func:`analysis.compare.compare` (BD-rate, interval, multiplicity and evidence rule as a real
 study gets them), so the power follows whatever rule that function applies.
 """
@@ -41,7 +50,7 @@ def synthetic_points(noise: Components, curve: Curve, effects: dict[str, float],
     brightness = rng.normal(0.0, noise.image_psnr_sd, n_images)
     per_image = rng.normal(0.0, noise.image_sd, (n_c, n_images))
     per_image[0] = 0.0
-    per_seed = _paired(rng, noise.seed_sd, noise.seed_pairing, (n_c, n_seeds))
+    per_seed = seed_effects(noise, n_c, n_seeds, rng)
     per_cell = _paired(rng, noise.cell_sd, noise.cell_pairing, (n_c, n_seeds, n_images))
     effect = np.log1p(np.array([0.0, *effects.values()]) / 100)
     shift = effect[:, None, None] + per_image[:, None, :] + per_seed[:, :, None] + per_cell + difficulty
@@ -51,6 +60,27 @@ def synthetic_points(noise: Components, curve: Curve, effects: dict[str, float],
         "configuration": np.array(names)[c.ravel()], "is_off": c.ravel() == 0, "seed": s.ravel(),
         "lmbda": np.array(curve.lambdas)[l.ravel()], "image": [f"img{k:03d}" for k in i.ravel()],
         "bpp": np.exp(log_rate).ravel(), "psnr": (np.array(curve.psnr)[l] + brightness[i]).ravel()})
+
+
+def seed_effects(noise: Components, n_configurations: int, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """[configuration (off first), seed]: whole-curve seed effects, resampled from the pilot's seeds when it kept
+    them (the noise's shape, not only its variance), else normal."""
+    if not noise.seed_effects:
+        return _paired(rng, noise.seed_sd, noise.seed_pairing, (n_configurations, n_seeds))
+    off, *differences = (np.asarray(row) for row in noise.seed_effects)
+    picked = rng.integers(len(off), size=n_seeds)
+    base = _scaled(off, noise.seed_sd)[picked]
+    scaled = np.array([_scaled(row, math.sqrt(2) * noise.own_seed_sd) for row in differences])[:, picked]
+    k = n_configurations - 1
+    signs = rng.choice([-1.0, 1.0], (k, n_seeds))
+    signs[:len(differences)] = 1.0          # the pilot's own configurations: as paired with off's seed as there
+    return base + np.vstack([np.zeros((1, n_seeds)), signs * scaled[np.arange(k) % len(differences)]])
+
+
+def _scaled(values: np.ndarray, sd: float) -> np.ndarray:
+    """``values`` scaled so that drawing them with replacement has standard deviation ``sd``."""
+    spread = values.std()
+    return values * (sd / spread) if spread > 0 else np.zeros_like(values)
 
 
 def _paired(rng: np.random.Generator, sd: float, pairing: float, shape: tuple[int, ...]) -> np.ndarray:

@@ -26,6 +26,14 @@ of off's and of their paired differences, pooled over the pilot's configurations
 a 90 % interval from the χ² law of its mean square (the residual subtracted at its
 estimate), with the degrees of freedom of one configuration (configurations share off's
 seeds, so pooling them does not add independent ones).
+
+The shape of the seed noise: a pilot with ≥ ``MIN_SHAPE_SEEDS`` seeds shared by off and
+every configuration also keeps each seed's effects (``Components.seed_effects``): off's row
+mean of its shifts y[off, s, ·] minus their grand mean, and each configuration's row mean
+minus off's (the paired difference), centred the same way. :mod:`analysis.simulate` resamples
+these whole seeds instead of drawing normal ones, so a seed that is now and then much noisier
+(for every configuration at once) is planned as such. Fewer seeds cannot show a shape (one
+odd seed in five could be luck or the rule): the planner then keeps normal seed effects.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from .bd import bd_rate_checked
 from .errors import AnalysisError
 
 LEVEL = 0.90            # two-sided level of every component's interval
+MIN_SHAPE_SEEDS = 10    # pilot seeds from which the planner resamples seed effects instead of drawing normal ones
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class Components:
     cell_pairing: float
     image_rate_sd: float = 0.3          # image difficulty (shared by every configuration): log bpp
     image_psnr_sd: float = 1.5          # and PSNR (dB)
+    # per pilot seed: off's whole-curve effect, then each configuration's paired difference from it
+    # (rows: off, configurations; columns: seeds); empty below MIN_SHAPE_SEEDS seeds: normal seed effects
+    seed_effects: tuple[tuple[float, ...], ...] = ()
 
     @property
     def own_seed_sd(self) -> float:
@@ -222,8 +234,21 @@ def _components(shifts: dict[str, pd.DataFrame], reference: str, names: tuple, s
         image_sd=estimates["image_sd"].value, cell_sd=cell_sd,
         cell_pairing=max(1 - estimates["cell_difference_sd"].value ** 2 / (2 * cell_sd ** 2), 0.0) if cell_sd > 0 else 0.0,
         image_rate_sd=float(off_rate.sub(off_rate.mean(axis=1), axis=0).mean(axis=0).std(ddof=1)),
-        image_psnr_sd=float(off_quality.sub(off_quality.mean(axis=1), axis=0).mean(axis=0).std(ddof=1)))
+        image_psnr_sd=float(off_quality.sub(off_quality.mean(axis=1), axis=0).mean(axis=0).std(ddof=1)),
+        seed_effects=_seed_effects(shifts, reference, names))
     effects = {name: 100 * math.expm1(float(shifts[name].to_numpy().mean() - shifts[reference].to_numpy().mean()))
                for name in names}
     base = Curve(tuple(float(x) for x in lambdas), tuple(curve["bpp"].tolist()), tuple(curve[quality].tolist()))
     return Pilot(components, estimates, base, n_seeds, n_images, names, effects)
+
+
+def _seed_effects(shifts: dict[str, pd.DataFrame], reference: str, names: tuple) -> tuple[tuple[float, ...], ...]:
+    """Per seed shared by off and every configuration: off's row mean of its shifts minus their grand mean, and each
+    configuration's centred row mean minus off's; () below MIN_SHAPE_SEEDS such seeds (too few to show a shape)."""
+    tables = [shifts[name] for name in (reference, *names)]
+    common = sorted(set.intersection(*(set(table.index) for table in tables)))
+    if len(common) < MIN_SHAPE_SEEDS:
+        return ()
+    rows = [table.loc[common].to_numpy().mean(axis=1) for table in tables]
+    off, *others = (row - row.mean() for row in rows)
+    return tuple(tuple(float(x) for x in row) for row in (off, *(other - off for other in others)))

@@ -8,7 +8,8 @@ than the others with chance 1/3 (the same seed of every configuration). For each
 
 * a pilot so large (200 seeds × 96 images) that its estimates are the truth's is read by
   ``analysis.variance``; the planner's recommendation for power 0.8 and its predicted power
-  at 3–6 seeds and at the recommended size (× 24 images) are set beside the power measured
+  at 3–6 seeds and at the recommended size (× 24 images, or the fewest the verdict rule
+  judges K configurations on: 31 for K = 3) are set beside the power measured
   by judging ``--replicates`` fresh truth studies of that size with ``analysis.compare`` (the
   same count of the same statuses: only the studies differ);
 * ``--pilots`` small pilots (3 seeds × 24 images): the planner's recommendation and the one
@@ -35,6 +36,7 @@ import pandas as pd
 from analysis.power import Target, plan
 from analysis.simulate import Power, from_components, simulate_power
 from analysis.variance import Curve, estimate
+from analysis.verdict import images_needed
 from tests.synthetic_rd import BASE_BPP, BASE_PSNR, LAMBDAS, Noise, synthetic_points
 
 RESULTS = Path(__file__).with_name("results") / "power_check.json"
@@ -93,13 +95,14 @@ def large_pilot(case: Case, rng: np.random.Generator):
 def check_case(case: Case, replicates: int, pilots: int, rng: np.random.Generator) -> dict:
     pilot = large_pilot(case, rng)
     draw = from_components(pilot.components, pilot.curve)
-    target = Target(case.effect, 0.8, case.configurations, (24,), 8, replicates)
+    images = max(24, images_needed(case.configurations))     # fewer: no verdict by rule, power 0 on both sides
+    target = Target(case.effect, 0.8, case.configurations, (images,), 8, replicates)
     recommended = plan(pilot.components, pilot.curve, target, start=3).chosen
     sizes = []
     for n_seeds in sorted({3, 4, 5, 6} | ({recommended.n_seeds} if recommended else set())):
-        predicted = simulate_power(draw, case.effect, case.configurations, n_seeds, 24, replicates, rng)
-        measured = measured_power(case, n_seeds, 24, replicates, rng)
-        sizes.append({"seeds": n_seeds, "images": 24, "predicted": predicted.power, "measured": measured.power,
+        predicted = simulate_power(draw, case.effect, case.configurations, n_seeds, images, replicates, rng)
+        measured = measured_power(case, n_seeds, images, replicates, rng)
+        sizes.append({"seeds": n_seeds, "images": images, "predicted": predicted.power, "measured": measured.power,
                       "difference": predicted.power - measured.power, "predicted_null": predicted.null_verdicts,
                       "measured_null": measured.null_verdicts})
     at_recommended = next((row for row in sizes if recommended and row["seeds"] == recommended.n_seeds), None)

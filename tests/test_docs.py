@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 CONTROL = ROOT / "benchmarks" / "results" / "positive_control" / "positive_control.json"
 PROFILE = ROOT / "benchmarks" / "results" / "demo_trial_profile.json"
+POWER_CHECK = ROOT / "benchmarks" / "results" / "power_check.json"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,54 @@ FIGURES = [
            CONTROL, lambda d: tuple(_dhic(d)["stability"][c]["max_drop_db"] for c in ("off", "phase1+2"))),
     Figure(RESULTS_PAGE, "| training time off / phase1+2 (s, all seeds × λ) | {:.0f} / {:.0f} |", CONTROL,
            lambda d: tuple(_dhic(d)["train_seconds"][c] for c in ("off", "phase1+2"))),
+]
+
+
+def _power_row(case: str) -> Callable[[dict], tuple]:
+    """A power_check case as docs/planning.md's table row: the recommendation (and the truth's need),
+    predicted / measured power there and at 3–6 seeds."""
+    def values(d: dict) -> tuple:
+        row, at = d["cases"][case], d["cases"][case]["at_recommended"]
+        need = row["truth_needs_seeds"]
+        return (f"{row['recommended_seeds']} seeds" if at else "none up to 8 seeds",
+                f"{need} seeds" if need else f"over {max(r['seeds'] for r in row['sizes'])} seeds",
+                f"{at['predicted']:.2f} / {at['measured']:.2f}" if at else "—",
+                ", ".join(f"{r['predicted']:.2f}/{r['measured']:.2f}" for r in row["sizes"] if r["seeds"] <= 6))
+    return values
+
+
+def _null_range(d: dict) -> tuple:
+    """Smallest and largest share (%) of null studies with a verdict, the planner's and the truth's."""
+    sizes = [r for row in d["cases"].values() for r in row["sizes"]]
+    return tuple(f(100 * r[key] for r in sizes) for key in ("predicted_null", "measured_null") for f in (min, max))
+
+
+def _small_pilots(d: dict) -> tuple:
+    """The 3-seed pilots' recommendations, case by case in the file's order: as estimated, and at the upper end."""
+    def seeds(key: str) -> str:
+        return "; ".join(", ".join(str(pilot[key] or "none") for pilot in row["small_pilots"])
+                         for row in d["cases"].values())
+    return seeds("recommended"), seeds("upper_noise_recommended")
+
+
+PLANNING_PAGE = "docs/planning.md"
+POWER_TRUTHS = {"paired seed noise": "paired seed noise, 3 % per seed, pair correlation 0.5 (−5 %)",
+                "unpaired seed noise": "unpaired seed noise, 3 % per seed (−7 %)",
+                "heavy-tailed images (t3)": "t(3) configuration × image effects, sd 5 % (−5 %)",
+                "a third of seeds 3x noisier": "a third of seeds 3× noisier (−5 %)",
+                "paired, K = 3": "paired seed noise, K = 3 judged together, 31 images (−7 %)"}
+FIGURES += [
+    Figure(PLANNING_PAGE, "`benchmarks/results/power_check.json` ({}; {}; {:.0f} min", POWER_CHECK,
+           lambda d: (d["date"], d["machine"], d["seconds"] / 60)),
+    *[Figure(PLANNING_PAGE, f"| {label} | {{}} ({{}}) | {{}} | {{}} |", POWER_CHECK, _power_row(case))
+      for case, label in POWER_TRUTHS.items()],
+    Figure(PLANNING_PAGE, "Nulls got a verdict in {:.0f}–{:.0f} % of the planner's studies and {:.0f}–{:.0f} % of the "
+                          "truth's", POWER_CHECK, _null_range),
+    Figure(PLANNING_PAGE, "image sd at {:.2f} % (the truth's: {:.0f} %)", POWER_CHECK,
+           lambda d: (100 * d["cases"]["heavy-tailed images (t3)"]["large_pilot_estimates"]["image_sd"],
+                      100 * d["cases"]["heavy-tailed images (t3)"]["case"]["noise"]["image_sd"])),
+    Figure(PLANNING_PAGE, "the planner recommended {} seeds (truth by truth, in the table's order); at the paired "
+                          "seed noise's upper end, {}", POWER_CHECK, _small_pilots),
 ]
 
 
