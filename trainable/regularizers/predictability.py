@@ -53,8 +53,9 @@ def scale_predictability(coarse: Sequence[torch.Tensor], fine: Sequence[torch.Te
 
     ``kind``: ``"cross"``, one linear map at the same position shared by all images (folds: whole
     images); ``"within"``, one linear map per image (folds: each image's top and bottom halves,
-    each centred on its own); ``"neighbourhood"``, a nonlinear map of the 3 x 3 neighbourhood of
-    the sub-bands shared by all images (random ReLU features, folds: whole images)."""
+    each centred on its own); ``"neighbourhood"``, a ridge shared by all images on the 3 x 3
+    neighbourhood of the sub-bands and one magnitude |x . v| per coarse channel, features fitted on
+    the fit folds only (:func:`neighbourhood_map`; folds: whole images)."""
     return predictability_report(coarse, fine, kind=kind, resamples=0).r2
 
 
@@ -149,7 +150,7 @@ def neighbourhood_map(fit: list[Unit]) -> FeatureMap:
 
     groups = torch.cat([torch.arange(9 * basis.shape[1], device=x.device) % 9,     # unfold: channel-major
                         torch.full((y.shape[1],), 9, device=x.device)])
-    scale = group_scales(torch.cat([f.reshape(-1, f.shape[-1]) for f in raw(fit)]), y, groups)
+    scale = group_scales(torch.cat([f.reshape(-1, f.shape[-1]) for f in raw(fit)]), y, groups, 10)
     return lambda units: [(f * scale, u[1]) for f, u in zip(raw(units), units)]
 
 
@@ -191,13 +192,13 @@ def magnitude_directions(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def group_scales(f: torch.Tensor, y: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def group_scales(f: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Per column of the rows ``f`` [n, p], the factor of an adaptive group ridge (Grandvalet 1998)
-    for ``groups`` [p]: each group first scaled to unit mean energy per column, then ``REWEIGHTS``
-    times multiplied by the RMS weight of its columns in a ridge fit (relative strength 1) on the
-    scaled columns. A ridge on scaled columns is a ridge with a penalty per group: a group the
-    fit uses keeps its columns, one it does not fades."""
-    count = torch.bincount(groups).to(f.dtype)
+    for ``groups`` [p] (0 .. ``n_groups`` - 1): each group first scaled to unit mean energy per
+    column, then ``REWEIGHTS`` times multiplied by the RMS weight of its columns in a ridge fit
+    (relative strength 1) on the scaled columns. A ridge on scaled columns is a ridge with a
+    penalty per group: a group the fit uses keeps its columns, one it does not fades."""
+    count = f.new_zeros(n_groups).index_add(0, groups, f.new_ones(len(groups)))    # no bincount: no host sync
     energy = torch.zeros_like(count).index_add(0, groups, f.pow(2).sum(0))
     scale = (count / (energy + 1e-30)).sqrt()[groups]
     for _ in range(REWEIGHTS):
