@@ -1,7 +1,7 @@
 """What the Phase 2 charge and the predictability measure read, against known truth and on trained models.
 
-    python -m benchmarks.predictability_table [--part synthetic|coverage|coverage-kodak|cost|batch|gradients|trained|all] [--seeds 3]
-        [--steps 300] [--out benchmarks/results/predictability.json]
+    python -m benchmarks.predictability_table [--part synthetic|coverage|coverage-kodak|cost|batch|gradients|trained|all]
+        [--seeds 3] [--steps 300] [--kodak-images 24] [--out benchmarks/results/predictability.json]
 
 * ``synthetic``: fields of known inter-scale R^2 at HPCM_Tiny's s1_s2 on 24 Kodak-sized images
   (8 x 12 coarse grid, 32 channels, 128 sub-band features): independent, one linear map (R^2 0.5),
@@ -9,7 +9,7 @@
   latent), linear 0.8 in the left half only. Truth: the oracle's R^2 (the generator's own signal
   as the prediction). Readings: the three kinds of ``scale_predictability`` and the cross-image CKA.
 * ``coverage`` / ``coverage-kodak``: how often the measure's interval holds the truth (R^2 0 and
-  0.5) on the three validation images' grids / on 24 Kodak-sized images.
+  0.5) on the three validation images' grids / on ``--kodak-images`` (24) Kodak-sized images.
 * ``cost``: seconds per validation of each kind (HPCM_Tiny, the three validation images' grids).
 * ``batch``: the training charge's R^2 (1 - reading) at batch 1, 4, 8, 16 on a fixed linear map of
   true R^2 0.5 (Tiny s1_s2 on 256 crops: 4 x 4 grid), after ~64 images, and a fit on the batch
@@ -102,19 +102,20 @@ def synthetic(replications: int = 2) -> dict:
     return out
 
 
-def coverage(sizes: str = "validation", replications: int = 10) -> dict:
+def coverage(kodak_images: int = 0, replications: int = 10) -> dict:
     """How often the measure's 95 % interval (images resampled and refitted) holds the true R^2,
-    at HPCM_Tiny's s1 grids on the three validation images or on 24 Kodak-sized images."""
+    at HPCM_Tiny's s1 grids on the three validation images or (``kodak_images`` > 0) on that many
+    Kodak-sized ones."""
     from tests.test_predictability import KODAK, VALIDATION, fields, s1_grids
 
-    channels, grids = s1_grids("HPCM_Tiny", {"validation": VALIDATION, "kodak": KODAK}[sizes])
+    channels, grids = s1_grids("HPCM_Tiny", KODAK[:kodak_images] if kodak_images else VALIDATION)
     out: dict = {"images": len(grids)}
     for r in (0.0, 0.5):
         reports = [predictability_report(*fields(channels, grids, r, 500 + seed), seed=seed) for seed in range(replications)]
         out[str(r)] = {"replications": replications, "mean R2": float(np.mean([p.r2 for p in reports])),
                        "covered": sum(p.low <= r <= p.high for p in reports),
                        "mean interval": [float(np.mean([p.low for p in reports])), float(np.mean([p.high for p in reports]))]}
-        print("coverage", sizes, r, out[str(r)], flush=True)
+        print("coverage", len(grids), r, out[str(r)], flush=True)
     return out
 
 
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--configurations", nargs="+", choices=("off", "repel"), default=["off", "repel"])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--kodak-images", type=int, choices=range(2, 25), default=24, metavar="2..24",
+                        help="coverage-kodak: how many Kodak-sized images")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predictability.json"))
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 3:
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part in ("coverage", "all"):
         results["coverage"] = {**stamp, "truths": coverage()}
     if args.part in ("coverage-kodak", "all"):
-        results["coverage (24 images)"] = {**stamp, "truths": coverage("kodak")}
+        results[f"coverage ({args.kodak_images} images)"] = {**stamp, "truths": coverage(args.kodak_images)}
     if args.part in ("cost", "all"):
         results["cost"] = {**stamp, "seconds per validation": cost()}
     if args.part in ("batch", "all"):
