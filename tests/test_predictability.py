@@ -180,13 +180,13 @@ def test_the_neighbourhood_predictor_sees_magnitudes_and_one_neighbour_and_no_in
     """The cases "neighbourhood" is built for, at 8 images (16 channels, 64 sub-band features).
     Before (random ReLU features of random directions, a plain ridge over the whole neighbourhood):
     |A haar| + noise (true R^2 0.85) read -0.04, the map shifted by one position (0.5) 0.17,
-    independent fields -0.11. Now 0.67, 0.28 and -0.00."""
+    independent fields -0.11. Now 0.64, 0.40 and -0.00."""
     reads = [scale_predictability(*structured(lambda s: s, 0.0, seed), "neighbourhood") for seed in range(2)]
     assert all(-0.05 <= r <= 0.05 for r in reads) and np.mean(reads) <= 0.01, reads     # no positive bias
     magnitude = scale_predictability(*structured(torch.abs, 0.85, 0), "neighbourhood")
     assert magnitude >= 0.6 * 0.85, magnitude
     shifted = scale_predictability(*structured(lambda s: torch.roll(s, 1, -1), 0.5, 0, white=True), "neighbourhood")
-    assert shifted >= 0.5 * 0.5, shifted
+    assert shifted >= 0.6 * 0.5, shifted
     assert scale_predictability(*structured(torch.abs, 0.85, 0), "cross") < 0.05      # the linear map cannot
 
 
