@@ -69,6 +69,21 @@ def test_a_true_r2_of_one_half(sizes):
         assert report.cka > null.cka + 0.2, (report, null)
 
 
+def test_with_few_positions_per_feature_the_interval_has_no_upper_end():
+    """The three validation images (s1_s2: 0.7 fit positions per feature) read a true 0.5 as ~0.13,
+    and the refitted interval, about [0.01, 0.25], held it in 0 of 10 replications: no resampling of
+    three images measures the fit's bias. Its upper end is now R^2's bound 1 there; 24 Kodak-sized
+    images (13.5 per feature; the interval held 0.5 in 10 of 10) keep a two-sided one."""
+    from trainable.regularizers.predictability import MIN_ROWS_PER_FEATURE, fit_rows_per_feature
+
+    channels, grids = s1_grids("HPCM_Tiny", VALIDATION)
+    for seed in range(3):
+        report = predictability_report(*fields(channels, grids, 0.5, 500 + seed), seed=seed, resamples=40)
+        assert report.r2 < 0.3 and report.low <= 0.5 <= report.high == 1.0, report
+    units = [(torch.zeros(h, w, 4 * channels), torch.zeros(h, w, channels)) for h, w in s1_grids("HPCM_Tiny", KODAK)[1]]
+    assert fit_rows_per_feature(units) >= MIN_ROWS_PER_FEATURE
+
+
 def test_one_image_is_split_into_blocks_and_bad_input_is_refused():
     coarse, fine = fields(32, [(8, 12)], 0.5)
     assert 0.05 < scale_predictability(coarse, fine) < 0.6
