@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .inter_scale import dwt_features, pairs_fine
-from .ridge import MAX_FOLDS, FeatureMap, Unit, blocked_units, centred_units, held_out_predictions, ridge_lambda, ridge_weights
+from .ridge import (MAX_FOLDS, FeatureMap, Unit, blocked_units, centred_units, held_out_predictions, ridge_lambda,
+                    ridge_weights)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ def neighbourhood_map(fit: list[Unit]) -> FeatureMap:
     128) and one magnitude |x . v_c| per coarse channel c (:func:`magnitude_directions`), each
     centred per unit. The ten groups (nine offsets, the magnitudes) are weighted by an adaptive
     ridge (:func:`group_scales`), so a map from one neighbour, or from the magnitudes alone, is not
-    drowned by the other 8 x 128 features (a plain ridge read a map shifted by one position 0.23 of
-    its 0.5 on 24 images)."""
+    drowned by the other 8 x 128 features. On 24 synthetic images (docs/regularizers.md) it reads
+    |W haar| + noise 0.66 of 0.85 and a map shifted by one position 0.42 of 0.5; the earlier random
+    ReLU features under one plain ridge read -0.03 and 0.23."""
     x, y = _rows(fit, 0), _rows(fit, 1)
     basis, white = _principal_axes(x)
     directions = white @ magnitude_directions(x @ white, y)
