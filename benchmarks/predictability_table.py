@@ -1,15 +1,16 @@
 """What the Phase 2 charge and the predictability measure read, against known truth and on trained models.
 
-    python -m benchmarks.predictability_table [--part synthetic|batch|trained|all] [--seeds 3]
-        [--steps 300] [--out benchmarks/results/predictability.json]
+    python -m benchmarks.predictability_table [--part synthetic|coverage|coverage-kodak|cost|batch|gradients|trained|all]
+        [--seeds 3] [--steps 300] [--kodak-images 24] [--out benchmarks/results/predictability.json]
 
 * ``synthetic``: fields of known inter-scale R^2 at HPCM_Tiny's s1_s2 on 24 Kodak-sized images
   (8 x 12 coarse grid, 32 channels, 128 sub-band features): independent, one linear map (R^2 0.5),
   a different map per image, |W haar(fine)| + noise, the map shifted by one position (white fine
   latent), linear 0.8 in the left half only. Truth: the oracle's R^2 (the generator's own signal
   as the prediction). Readings: the three kinds of ``scale_predictability`` and the cross-image CKA.
-* ``coverage``: how often the measure's interval holds the truth (R^2 0 and 0.5) on the three
-  validation images' grids.
+* ``coverage`` / ``coverage-kodak``: how often the measure's interval holds the truth (R^2 0 and
+  0.5) on the three validation images' grids / on ``--kodak-images`` (24) Kodak-sized images.
+* ``cost``: seconds per validation of each kind (HPCM_Tiny, the three validation images' grids).
 * ``batch``: the training charge's R^2 (1 - reading) at batch 1, 4, 8, 16 on a fixed linear map of
   true R^2 0.5 (Tiny s1_s2 on 256 crops: 4 x 4 grid), after ~64 images, and a fit on the batch
   alone (the charge before it pooled recent images).
@@ -33,6 +34,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,19 +102,43 @@ def synthetic(replications: int = 2) -> dict:
     return out
 
 
-def coverage(replications: int = 10) -> dict:
+def coverage(kodak_images: int = 0, replications: int = 10) -> dict:
     """How often the measure's 95 % interval (images resampled and refitted) holds the true R^2,
-    at HPCM_Tiny's s1 grids on the three validation images."""
-    from tests.test_predictability import VALIDATION, fields, s1_grids
+    at HPCM_Tiny's s1 grids on the three validation images or (``kodak_images`` > 0) on that many
+    Kodak-sized ones."""
+    from tests.test_predictability import KODAK, VALIDATION, fields, s1_grids
 
-    channels, grids = s1_grids("HPCM_Tiny", VALIDATION)
-    out = {}
+    channels, grids = s1_grids("HPCM_Tiny", KODAK[:kodak_images] if kodak_images else VALIDATION)
+    out: dict = {"images": len(grids)}
     for r in (0.0, 0.5):
         reports = [predictability_report(*fields(channels, grids, r, 500 + seed), seed=seed) for seed in range(replications)]
         out[str(r)] = {"replications": replications, "mean R2": float(np.mean([p.r2 for p in reports])),
                        "covered": sum(p.low <= r <= p.high for p in reports),
                        "mean interval": [float(np.mean([p.low for p in reports])), float(np.mean([p.high for p in reports]))]}
-        print("coverage", r, out[str(r)], flush=True)
+        print("coverage", len(grids), r, out[str(r)], flush=True)
+    return out
+
+
+def cost(repeats: int = 3) -> dict:
+    """Seconds per validation of each kind on one thread: HPCM_Tiny's two pairs (s1_s2, s2_s3) on
+    the three validation images' grids, smooth independent fields (the cost does not depend on
+    the values); ``cross`` with and without its refitted interval. Best of ``repeats``."""
+    from tests.test_predictability import VALIDATION, fields, s1_grids
+
+    channels, grids = s1_grids("HPCM_Tiny", VALIDATION)
+    pairs = [fields(channels, [(h * f, w * f) for h, w in grids], 0.0, f) for f in (1, 2)]   # s1_s2, s2_s3
+    calls = {"cross with interval": lambda c, f: predictability_report(c, f),
+             **{k: (lambda c, f, k=k: scale_predictability(c, f, k)) for k in KINDS}}
+    out = {}
+    for name, call in calls.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for coarse, fine in pairs:
+                call(coarse, fine)
+            times.append(time.perf_counter() - start)
+        out[name] = min(times)
+        print("cost", name, round(out[name], 3), flush=True)
     return out
 
 
@@ -230,11 +256,13 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("synthetic", "coverage", "batch", "gradients", "trained", "all"), default="all")
+    parser.add_argument("--part", choices=("synthetic", "coverage", "coverage-kodak", "cost", "batch", "gradients", "trained", "all"), default="all")
     parser.add_argument("--models", nargs="+", default=["HPCM_Tiny", "DHIC_Tiny"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--configurations", nargs="+", choices=("off", "repel"), default=["off", "repel"])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--kodak-images", type=int, choices=range(2, 25), default=24, metavar="2..24",
+                        help="coverage-kodak: how many Kodak-sized images")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predictability.json"))
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 3:
@@ -249,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
         results["synthetic"] = {**stamp, "cases": synthetic()}
     if args.part in ("coverage", "all"):
         results["coverage"] = {**stamp, "truths": coverage()}
+    if args.part in ("coverage-kodak", "all"):
+        results[f"coverage ({args.kodak_images} images)"] = {**stamp, "truths": coverage(args.kodak_images)}
+    if args.part in ("cost", "all"):
+        results["cost"] = {**stamp, "seconds per validation": cost()}
     if args.part in ("batch", "all"):
         results["batch"] = {**stamp, "sizes": batch_sizes()}
     if args.part in ("gradients", "all"):

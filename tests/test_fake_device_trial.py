@@ -83,11 +83,12 @@ def test_the_fake_device_catches_a_cpu_tensor_and_names_its_line():
     assert len(fake.host_to_device) == 1 and "test_fake_device_trial.py" in fake.host_to_device[0]
 
 
-def test_the_validation_measure_stays_on_the_latents_device():
+@pytest.mark.parametrize("kind", ["cross", "within", "neighbourhood"])
+def test_the_validation_measure_stays_on_the_latents_device(kind):
     g = torch.Generator().manual_seed(0)
     coarse = [torch.randn(4, 6, 6, generator=g) for _ in range(3)]
     fine = [torch.randn(4, 12, 12, generator=g) for _ in range(3)]
-    on_cpu = scale_predictability(coarse, fine)
+    on_cpu = scale_predictability(coarse, fine, kind)
     with FakeDevice():
-        on_fake = scale_predictability([c.to(FAKE) for c in coarse], [f.to(FAKE) for f in fine])
+        on_fake = scale_predictability([c.to(FAKE) for c in coarse], [f.to(FAKE) for f in fine], kind)
     assert on_fake == pytest.approx(on_cpu, abs=1e-12)

@@ -15,7 +15,7 @@ highly predictable.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -24,6 +24,7 @@ RIDGES = (1e-2, 1e-1, 1.0, 10.0)  # a's candidates where a fit chooses its own (
 MAX_FOLDS = 4
 Index = tuple[slice, ...]
 Unit = tuple[torch.Tensor, torch.Tensor]   # (X [h, w, d], Y [h, w, m]) of one image or block
+FeatureMap = Callable[[list[Unit]], list[Unit]]   # units -> the same units with new X
 
 
 def as_rows(t: torch.Tensor) -> torch.Tensor:
@@ -135,11 +136,14 @@ def centred_units(features: Sequence[torch.Tensor], coarse: Sequence[torch.Tenso
 
 
 def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None = None,
-                         groups: Sequence[int] | None = None) -> list[torch.Tensor]:
+                         groups: Sequence[int] | None = None, features: Callable[[list[Unit]], FeatureMap] | None = None,
+                         choices: Sequence[float] = RIDGES) -> list[torch.Tensor]:
     """Each image's centred Y predicted by a ridge fitted on the other folds: [h, w, m] with the
-    strength chosen by an inner cross-validation on those folds (``ridges`` None), else
-    [G, h, w, m], one per relative strength in ``ridges``. float64, via one SVD per fit.
-    Folds: image i in fold i mod K, or, with ``groups``, group g (a batch, say) in fold g mod K."""
+    strength chosen from ``choices`` by an inner cross-validation on those folds (``ridges`` None),
+    else [G, h, w, m], one per relative strength in ``ridges``. float64, via one SVD per fit.
+    Folds: image i in fold i mod K, or, with ``groups``, group g (a batch, say) in fold g mod K.
+    ``features``: fitted on a fit set, returns the map that gives every unit its features; it is
+    refitted on every (inner) fit set, so a data-driven feature is never chosen on held-out rows."""
     units, join = blocked_units(list(images))
     if not units:          # one image of one position: the zero predictor
         y = images[0][1]
@@ -152,9 +156,9 @@ def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None 
     for fold in range(k):
         held = [i for i in range(len(units)) if labels[i] % k == fold]
         fit = [units[i] for i in range(len(units)) if labels[i] % k != fold]
-        grid = torch.tensor([_inner_ridge(fit)] if ridges is None else list(ridges), dtype=torch.float64,
-                            device=units[0][0].device)
-        for i, p in zip(held, fit_predict(fit, [units[i] for i in held], grid)):
+        grid = torch.tensor([_inner_ridge(fit, choices, features)] if ridges is None else list(ridges),
+                            dtype=torch.float64, device=units[0][0].device)
+        for i, p in zip(held, _featured_fit_predict(fit, [units[i] for i in held], grid, features)):
             predictions[i] = p[0] if ridges is None else p
     return join(predictions)
 
@@ -173,21 +177,31 @@ def blocked_units(units: list[Unit]):
     return halves, lambda preds: [torch.cat(preds, dim - 3)]   # predictions end in [h, w, m]
 
 
-def _inner_ridge(units: list[Unit]) -> float:
-    """The relative ridge a from ``RIDGES`` with the lowest pooled held-out error on ``units``."""
+def _inner_ridge(units: list[Unit], choices: Sequence[float] = RIDGES,
+                 features: Callable[[list[Unit]], FeatureMap] | None = None) -> float:
+    """The relative ridge a from ``choices`` with the lowest pooled held-out error on ``units``."""
     units, _ = blocked_units(units)
     if not units:          # one position to fit on: nothing to choose with
         return RIDGE
     k = min(len(units), MAX_FOLDS)
     device = units[0][0].device
-    ridges = torch.tensor(RIDGES, dtype=torch.float64, device=device)
-    sse = torch.zeros(len(RIDGES), dtype=torch.float64, device=device)
+    ridges = torch.tensor(choices, dtype=torch.float64, device=device)
+    sse = torch.zeros(len(choices), dtype=torch.float64, device=device)
     for fold in range(k):
         held = [units[i] for i in range(len(units)) if i % k == fold]
         fit = [units[i] for i in range(len(units)) if i % k != fold]
-        for (_, y), p in zip(held, fit_predict(fit, held, ridges)):
+        for (_, y), p in zip(held, _featured_fit_predict(fit, held, ridges, features)):
             sse += (p - y).pow(2).flatten(1).sum(1)
-    return RIDGES[int(sse.argmin())]
+    return choices[int(sse.argmin())]
+
+
+def _featured_fit_predict(fit: list[Unit], held: list[Unit], ridges: torch.Tensor,
+                          features: Callable[[list[Unit]], FeatureMap] | None) -> list[torch.Tensor]:
+    """:func:`fit_predict` on the features fitted on ``fit`` (the units themselves without ``features``)."""
+    if features is None:
+        return fit_predict(fit, held, ridges)
+    mapped = features(fit)
+    return fit_predict(mapped(fit), mapped(held), ridges)
 
 
 def fit_predict(fit: list[Unit], held: list[Unit], ridges: torch.Tensor) -> list[torch.Tensor]:
