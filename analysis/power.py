@@ -155,8 +155,9 @@ def shape_lines(pilot) -> list[str]:
     seeds = (f"seed noise shape: the pilot's {len(noise.seed_effects[0])} seeds resampled whole (a seed noisier for "
              "every configuration at once is planned as such), scaled to the components above"
              if noise.seed_effects else
-             f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every configuration "
-             "to show another): the power below assumes no seed is now and then much noisier than the rest")
+             f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every "
+             "configuration to show another): the power below assumes no seed is now and then much noisier than "
+             "the rest")
     images = (f"image effect shape: the pilot's {len(noise.image_effects[0])} images resampled (a few extreme images "
               "among ordinary ones are planned as such), scaled to the configuration x image sd"
               if noise.image_effects else
@@ -214,7 +215,8 @@ def power_report(points, reference: str, quality: str, target: Target, source: s
     own = pilot.estimates["own_seed_sd"]
     fit, check = fit_lines(points, reference, quality, pilot, target.replicates, target.seed)
     lines = [f"pilot {source}: {len(pilot.configurations)} configuration(s) vs {reference}, {pilot.n_seeds} seeds x "
-             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), *shape_lines(pilot), *fit,
+             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), *shape_lines(pilot),
+             *fit,
              *table_lines(result, target),
              f"uncertainty: with the paired seed noise at its interval's upper end ({100 * own.high:.2f} % instead of "
              f"{100 * own.value:.2f} %, {own.df} degrees of freedom): "
