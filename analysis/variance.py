@@ -46,8 +46,8 @@ usually the study's own test set) is resampled: its images are the ones the stud
 and one image is then at most 5 % of the sample; fewer images show too little of a tail, and
 the planner keeps normal image effects. Image difficulty (rate and PSNR, shared by every
 configuration) stays normal: it moves off and the configurations alike, so the paired
-differences barely see it (switched off, the planner's power for a t(3) truth moved by under
-5 points at 3–4 seeds).
+differences barely see it (switched off, the planner's power for a t(3) truth moved by at most
+4 points at 3–4 seeds).
 """
 
 from __future__ import annotations
