@@ -8,7 +8,8 @@ a points CSV in ``analysis.compare``'s format, with ≥ 2 seeds of off and of on
 configuration. The pilot's variance components (:mod:`analysis.variance`) are printed with
 90 % intervals; then, for 2, 3, ... seeds at each ``--images`` count, synthetic studies with
 that noise and a true BD-rate of ``--effect`` % (every one of ``--configurations``
-configurations; seed effects resampled from the pilot's seeds when it has ≥ 10, else normal)
+configurations; seed effects resampled from the pilot's seeds when it has ≥ 10, configuration
+× image effects from its images when it has ≥ 20, else normal)
 are judged by ``analysis.compare`` — the verdict path a real study gets — and
 the table gives the share called better (worse for a positive effect) and the share of
 all-null studies in which any configuration gets a verdict. The scan stops at the first seed
@@ -145,15 +146,24 @@ def components_lines(pilot) -> list[str]:
     return lines
 
 
-def shape_line(pilot) -> str:
-    """How the simulations draw seed effects: the pilot's own seeds, or normal when it has too few to show a shape."""
-    from .variance import MIN_SHAPE_SEEDS
+def shape_lines(pilot) -> list[str]:
+    """How the simulations draw seed and image effects: the pilot's own, or normal when it has too few to show a
+    shape (then the power assumes no seed, or image, is now and then much odder than the rest)."""
+    from .variance import MIN_SHAPE_IMAGES, MIN_SHAPE_SEEDS
 
-    if pilot.components.seed_effects:
-        return (f"seed noise shape: the pilot's {len(pilot.components.seed_effects[0])} seeds resampled whole (a seed "
-                "noisier for every configuration at once is planned as such), scaled to the components above")
-    return (f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every configuration "
-            "to show another): the power below assumes no seed is now and then much noisier than the rest")
+    noise = pilot.components
+    seeds = (f"seed noise shape: the pilot's {len(noise.seed_effects[0])} seeds resampled whole (a seed noisier for "
+             "every configuration at once is planned as such), scaled to the components above"
+             if noise.seed_effects else
+             f"seed noise shape: normal (a pilot needs ≥ {MIN_SHAPE_SEEDS} seeds shared by off and every "
+             "configuration to show another): the power below assumes no seed is now and then much noisier than "
+             "the rest")
+    images = (f"image effect shape: the pilot's {len(noise.image_effects[0])} images resampled (a few extreme images "
+              "among ordinary ones are planned as such), scaled to the configuration x image sd"
+              if noise.image_effects else
+              f"image effect shape: normal (a pilot needs ≥ {MIN_SHAPE_IMAGES} images to show another): the power "
+              "below assumes no image suits a configuration much better or worse than the rest")
+    return [seeds, images]
 
 
 def fit_lines(points, reference: str, quality: str, pilot, replicates: int, seed: int) -> tuple[list[str], dict]:
@@ -205,7 +215,8 @@ def power_report(points, reference: str, quality: str, target: Target, source: s
     own = pilot.estimates["own_seed_sd"]
     fit, check = fit_lines(points, reference, quality, pilot, target.replicates, target.seed)
     lines = [f"pilot {source}: {len(pilot.configurations)} configuration(s) vs {reference}, {pilot.n_seeds} seeds x "
-             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), shape_line(pilot), *fit,
+             f"{pilot.n_images} images x {len(pilot.curve.lambdas)} λ", *components_lines(pilot), *shape_lines(pilot),
+             *fit,
              *table_lines(result, target),
              f"uncertainty: with the paired seed noise at its interval's upper end ({100 * own.high:.2f} % instead of "
              f"{100 * own.value:.2f} %, {own.df} degrees of freedom): "

@@ -3,16 +3,19 @@
 The points follow :mod:`analysis.variance`'s model on off's mean curve: every configuration
 reaches off's PSNR at each λ and image, and its log rate is off's plus its effect, its
 configuration × image effect, its seed's effect (correlated with off's same seed) and a
-seed × image residual (correlated with off's cell). The seed effects are normal with the
-pilot's sd and pairing, unless the pilot kept its seeds' effects (≥
-``analysis.variance.MIN_SHAPE_SEEDS`` seeds): then each study seed is a pilot seed drawn with
-replacement, off and every configuration from the same one (pairing, and a seed noisier for
-every configuration at once, kept), off's effect scaled to the seed sd and each paired
-difference to the paired seed sd (which also takes out the seed × image noise a pilot's row
-means carry). A study with more configurations than the pilot gives each extra one a pilot
-configuration's difference of the same seed with a random sign: its own verdict sees the
-pilot's shape, the seed's size is shared, and it is uncorrelated with the others' (in the
-normal model it shares off's part). Each experiment is judged by
+seed × image residual (correlated with off's cell). Seed and configuration × image effects
+are normal with the pilot's sds (and seed pairing) unless the pilot kept their shape
+(``Components.seed_effects`` from ≥ ``analysis.variance.MIN_SHAPE_SEEDS`` seeds,
+``Components.image_effects`` from ≥ ``MIN_SHAPE_IMAGES`` images); then each study seed (image)
+is a pilot seed (image) drawn with replacement, the same one for off and every configuration,
+so that a seed noisier for every configuration at once, or an image odd for all of them,
+stays so. Each kept row is scaled so that its draws have the estimated sd (off's seed effect
+the seed sd, a paired seed difference √2 × the paired seed sd, an image effect the image sd),
+which also takes out the residual noise a pilot's row or column means carry. A study with
+more configurations than the pilot gives each extra one a pilot configuration's value of the
+same seed (image) with a random sign: its own verdict sees the pilot's shape, the seed's or
+image's size is shared, and its direction is uncorrelated with the others' (normal seed
+effects share off's part instead). Each experiment is judged by
 :func:`analysis.compare.compare` (BD-rate, interval, multiplicity and evidence rule as a real
 study gets them), so the power follows whatever rule that function applies.
 """
@@ -48,8 +51,7 @@ def synthetic_points(noise: Components, curve: Curve, effects: dict[str, float],
     n_c, n_l = len(names), len(curve.lambdas)
     difficulty = rng.normal(0.0, noise.image_rate_sd, n_images)
     brightness = rng.normal(0.0, noise.image_psnr_sd, n_images)
-    per_image = rng.normal(0.0, noise.image_sd, (n_c, n_images))
-    per_image[0] = 0.0
+    per_image = image_effects(noise, n_c, n_images, rng)
     per_seed = seed_effects(noise, n_c, n_seeds, rng)
     per_cell = _paired(rng, noise.cell_sd, noise.cell_pairing, (n_c, n_seeds, n_images))
     effect = np.log1p(np.array([0.0, *effects.values()]) / 100)
@@ -67,14 +69,33 @@ def seed_effects(noise: Components, n_configurations: int, n_seeds: int, rng: np
     them (the noise's shape, not only its variance), else normal."""
     if not noise.seed_effects:
         return _paired(rng, noise.seed_sd, noise.seed_pairing, (n_configurations, n_seeds))
-    off, *differences = (np.asarray(row) for row in noise.seed_effects)
+    off, *differences = noise.seed_effects
     picked = rng.integers(len(off), size=n_seeds)
-    base = _scaled(off, noise.seed_sd)[picked]
-    scaled = np.array([_scaled(row, math.sqrt(2) * noise.own_seed_sd) for row in differences])[:, picked]
-    k = n_configurations - 1
-    signs = rng.choice([-1.0, 1.0], (k, n_seeds))
-    signs[:len(differences)] = 1.0          # the pilot's own configurations: as paired with off's seed as there
-    return base + np.vstack([np.zeros((1, n_seeds)), signs * scaled[np.arange(k) % len(differences)]])
+    base = _scaled(np.asarray(off), noise.seed_sd)[picked]
+    paired = _resampled(differences, math.sqrt(2) * noise.own_seed_sd, n_configurations - 1, picked, rng)
+    return base + np.vstack([np.zeros((1, n_seeds)), paired])
+
+
+def image_effects(noise: Components, n_configurations: int, n_images: int, rng: np.random.Generator) -> np.ndarray:
+    """[configuration (off first: 0), image]: configuration × image effects relative to off, resampled from the
+    pilot's images when it kept them (a few extreme images among ordinary ones stay so), else normal."""
+    if not noise.image_effects:
+        drawn = rng.normal(0.0, noise.image_sd, (n_configurations, n_images))
+        drawn[0] = 0.0
+        return drawn
+    picked = rng.integers(len(noise.image_effects[0]), size=n_images)
+    resampled = _resampled(noise.image_effects, noise.image_sd, n_configurations - 1, picked, rng)
+    return np.vstack([np.zeros((1, n_images)), resampled])
+
+
+def _resampled(rows: tuple[tuple[float, ...], ...], sd: float, k: int, picked: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """[k, len(picked)]: the pilot units ``picked`` of each configuration's row scaled to ``sd``; configurations
+    beyond the pilot's reuse its rows in turn, each unit with a random sign (same size, own direction)."""
+    scaled = np.array([_scaled(np.asarray(row), sd) for row in rows])[:, picked]
+    signs = rng.choice([-1.0, 1.0], (k, len(picked)))
+    signs[:len(rows)] = 1.0          # the pilot's own configurations: as they were there
+    return signs * scaled[np.arange(k) % len(rows)]
 
 
 def _scaled(values: np.ndarray, sd: float) -> np.ndarray:
