@@ -90,8 +90,9 @@ def why_no_bd_rate(points: pd.DataFrame, history: pd.DataFrame, configuration: s
     unit = "log bpp" if step.axis == "bpp" else ("dB" if quality in ("psnr", "ms_ssim_db") else "")
     label = "bpp" if step.axis == "bpp" else ("PSNR" if quality == "psnr" else "MS-SSIM (dB)")
     needed = SEPARATION * step.se
+    spec = ".3f" if step.axis == "bpp" else ".2f"
     text = (f"`{configuration}`: its mean test curve does not rise from λ {step.low:g} to {step.high:g} ({label} "
-            f"{step.before:.4g} → {step.after:.4g}; SE of the change {step.se:.3f} {unit} over {step.cells} seed × image "
+            f"{step.before:{spec}} → {step.after:{spec}}; SE of the change {step.se:.3f} {unit} over {step.cells} seed × image "
             f"cells). What would give a BD-rate: λ models separated by more than {needed:.3f} {unit} there")
     growth = validation_growth(history, configuration, step)
     trained = f" (this run: {steps} steps per λ model)" if steps else ""

@@ -27,7 +27,7 @@ from analysis.budget import failing_step
 from analysis.experiment import load_experiment
 from analysis.points import ranking, validation_points
 from analysis.report import report_data
-from spaces import list_spaces
+from spaces import registry
 
 RESULTS = Path(__file__).with_name("results") / "spaces_smoke.json"
 # flags a space needs beyond the preset, and why (shown in the JSON)
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", required=True, help="folder of the experiments (one per space)")
     parser.add_argument("--run", action="store_true", help="run the searches first (else read them)")
-    parser.add_argument("--spaces", nargs="+", default=list_spaces())
+    parser.add_argument("--spaces", nargs="+", default=sorted(registry()))
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     storage = Path(args.storage).resolve()

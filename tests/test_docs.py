@@ -16,11 +16,14 @@ from typing import Any, Callable
 
 import pytest
 
+from benchmarks.spaces_smoke import markdown as spaces_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 CONTROL = ROOT / "benchmarks" / "results" / "positive_control" / "positive_control.json"
 PROFILE = ROOT / "benchmarks" / "results" / "demo_trial_profile.json"
 POWER_CHECK = ROOT / "benchmarks" / "results" / "power_check.json"
+SPACES = ROOT / "benchmarks" / "results" / "spaces_smoke.json"
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ FIGURES = [
            CONTROL, lambda d: tuple(_dhic(d)["stability"][c]["max_drop_db"] for c in ("off", "phase1+2"))),
     Figure(RESULTS_PAGE, "| training time off / phase1+2 (s, all seeds × λ) | {:.0f} / {:.0f} |", CONTROL,
            lambda d: tuple(_dhic(d)["train_seconds"][c] for c in ("off", "phase1+2"))),
+    Figure(RESULTS_PAGE, "`benchmarks/results/spaces_smoke.json` ({}; {})", SPACES, lambda d: (d["date"], d["machine"])),
+    Figure(RESULTS_PAGE, "{}", SPACES, lambda d: (spaces_markdown(d),)),
 ]
 
 
