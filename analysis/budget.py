@@ -111,6 +111,14 @@ def why_no_bd_rate(points: pd.DataFrame, history: pd.DataFrame, configuration: s
             "extrapolation), or λs further apart (--lambdas).")
 
 
+def trial_steps(trials: pd.DataFrame) -> tuple[int | None, int | None]:
+    """(steps per epoch, steps per λ model of the longest trial) from the trials' records (None: not recorded)."""
+    per_epoch = trials.get("config/steps_per_epoch", pd.Series(dtype=float)).dropna()
+    steps_per_epoch = int(per_epoch.max()) if len(per_epoch) else None
+    epochs = trials.get("epochs_run", pd.Series(dtype=float)).dropna()
+    return steps_per_epoch, (int(epochs.max()) * steps_per_epoch if steps_per_epoch and len(epochs) else None)
+
+
 def section(points: pd.DataFrame, history: pd.DataFrame, table: pd.DataFrame, reference: str, quality: str,
             steps_per_epoch: int | None, steps: int | None) -> str:
     """The report's "Why no BD-rate" paragraph: a line per configuration without one ("" when all have one)."""

@@ -87,11 +87,7 @@ def _verdict(data: ReportData) -> str:
 
 def _why_no_bd_rate(data: ReportData) -> str:
     """A line per configuration without a BD-rate (analysis.budget), or one when ASHA left only off."""
-    trials = eligible_trials(data.experiment)
-    per_epoch = trials.get("config/steps_per_epoch", pd.Series(dtype=float)).dropna()
-    steps_per_epoch = int(per_epoch.max()) if len(per_epoch) else None
-    epochs = trials.get("epochs_run", pd.Series(dtype=float)).dropna()
-    steps = int(epochs.max()) * steps_per_epoch if steps_per_epoch and len(epochs) else None
+    steps_per_epoch, steps = budget.trial_steps(eligible_trials(data.experiment))
     why = budget.section(data.points, data.experiment.history, data.table, data.reference, data.quality,
                          steps_per_epoch, steps)
     stopped = stopped_configurations(data.experiment)

@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.budget import failing_step
+from analysis.budget import failing_step, trial_steps, why_no_bd_rate
 from analysis.experiment import load_experiment
-from analysis.points import ranking, validation_points
+from analysis.points import eligible_trials, ranking, validation_points
 from analysis.report import report_data
 from spaces import registry
 
@@ -60,9 +60,7 @@ def summarise(folder: Path) -> dict:
     experiment = load_experiment(folder)
     data = report_data(folder)
     validation = validation_points(experiment)
-    report = (folder / "report" / "report.md").read_text() if (folder / "report" / "report.md").is_file() else ""
-    why = {line.split("`")[1]: line[2:] for line in report.splitlines() if line.startswith("- `")
-           and "mean test curve does not rise" in line}
+    steps_per_epoch, steps = trial_steps(eligible_trials(experiment))
     rows = []
     for row in data.table.itertuples():
         name = row.configuration
@@ -71,7 +69,9 @@ def summarise(folder: Path) -> dict:
                      "test_rises": failing_step(data.points, name, data.quality) is None
                      if data.source == "test" else None,
                      "bd_rate_vs_off": None if math.isnan(row.bd_rate_vs_off) else round(float(row.bd_rate_vs_off), 2),
-                     "status": str(row.status), "why_no_bd_rate": why.get(name)})
+                     "status": str(row.status),
+                     "why_no_bd_rate": why_no_bd_rate(data.points, experiment.history, name, data.quality,
+                                                      steps_per_epoch, steps) if data.source == "test" else None})
     statuses = experiment.trials["status"].value_counts().to_dict()
     finished = ranking(experiment)["configuration"]
     return {"source": data.source, "trials": {str(k): int(v) for k, v in statuses.items()},
