@@ -21,8 +21,9 @@ Measured, per model and configuration (vs off):
 * BD-rate vs off on the held-out test split, real bitstreams per image (``analysis.evaluate``'s
   coder), with the report's interval (``analysis.verdict.bd_table``).
 * The predictability measure (``trainable.regularizers.scale_predictability``, logged at validation
-  as ``lambda=<λ>/val_inter_scale_r2_<pair>``) at the last epoch, mean over pairs and λ, with a
-  95 % interval over seeds, and its cross-image CKA beside it: off → each configuration.
+  as ``lambda=<λ>/val_inter_scale_<kind>_<pair>``: cross ``r2``, ``within``, ``neighbourhood``) at the
+  last epoch, mean over pairs and λ, with a 95 % interval over seeds, and its cross-image CKA beside
+  it: off → each configuration.
 * Whether each last-epoch validation RD curve (mean over seeds, and each seed's) and each mean test
   RD curve is monotone, and every validation PSNR drop between epochs.
 
@@ -56,6 +57,7 @@ LAMBDAS = (0.002, 0.006, 0.018, 0.054)
 OFF, PHASE1, PHASE2, BOTH = "off", "phase1", "phase2", "phase1+2"
 CONFIGURATIONS = (OFF, PHASE1, PHASE2, BOTH)
 N_BOOT, RNG_SEED, CONFIDENCE = 2000, 0, 0.95
+MEASURES = ("r2", "within", "neighbourhood", "cka")   # val_inter_scale_<measure>_<pair>: the measure's kinds, CKA
 CHECKPOINT = "checkpoint_000000"     # the layout analysis.evaluate reads final models from
 
 
@@ -333,7 +335,7 @@ def inter_scale_r2(runs: dict, budget: Budget, n_boot: int = N_BOOT) -> dict:
         pairs = sorted({key.split("val_inter_scale_r2_")[1] for m in last.values() for key in m
                         if "/val_inter_scale_r2_" in key})
         entry: dict = {"pairs": pairs}
-        for measure in ("r2", "cka"):
+        for measure in MEASURES:
             def values(ms: list[dict], ps: list[str]) -> np.ndarray:
                 return np.array([float(m.get(f"lambda={lmbda:g}/val_inter_scale_{measure}_{pair}", math.nan))
                                  for m in ms for pair in ps for lmbda in budget.lambdas])
@@ -483,10 +485,18 @@ def table(results: dict) -> str:
             row(f"{c}: BD-rate vs off, test split, real bpp (95 % CI)", lambda r, c=c: _bd_text(r["bd_rate_vs_off"][c])),
         ]
     lines += [
-        row("predictability R² (val, last epoch, mean of pairs × λ, 95 % CI over seeds): "
+        row("predictability R², cross (one map shared by all images; val, last epoch, mean of pairs × λ, 95 % CI over seeds): "
             + " → ".join(names), lambda r: " → ".join(predictability(r, c, "r2") for c in names)),
+        row("within-image R² (a map per image, same latents): " + " → ".join(names),
+            lambda r: " → ".join(predictability(r, c, "within") for c in names)),
+        row("neighbourhood R² (3 × 3 neighbourhood and magnitudes, same latents): " + " → ".join(names),
+            lambda r: " → ".join(predictability(r, c, "neighbourhood") for c in names)),
         row("cross-image CKA (same latents): " + " → ".join(names),
             lambda r: " → ".join(predictability(r, c, "cka") for c in names)),
+        row("predictability R² per pair (mean over λ × seeds): " + " → ".join(names),
+            lambda r: "; ".join(f"{pair} " + " → ".join(f"{r['inter_scale_r2'][c]['r2']['per_pair'].get(pair, math.nan):.3f}"
+                                                       for c in names)
+                                for pair in r["inter_scale_r2"][OFF]["pairs"])),
         row("last-epoch val RD curve monotone? mean over seeds (seeds' own curves) " + " / ".join(names),
             lambda r: " / ".join(("yes" if r["val_curves"][c]["monotone"] else "no")
                                  + f" ({r['val_curves'][c]['seeds_monotone']} of {r['val_curves'][c]['seeds']})"

@@ -160,10 +160,15 @@ def test_predictability_means_skip_pairs_that_code_nothing():
     Per seed mean of defined values: 0.2, 0.5, 0.1; overall 0.8 / 3; 20 of 24 defined (4 λ of seed 0 s1_s2 not)."""
     budget = pc.Budget()
     per_seed = {0: (math.nan, 0.2), 1: (0.4, 0.6), 2: (0.0, 0.2)}
-    runs = {pc.OFF: {seed: {"history": [{f"lambda={lmbda:g}/val_inter_scale_{m}_{pair}": v for lmbda in LAMBDAS
-                                         for m in ("r2", "cka") for pair, v in zip(("s1_s2", "s2_s3"), values)}]}
+    runs = {pc.OFF: {seed: {"history": [{f"lambda={lmbda:g}/val_inter_scale_{m}_{pair}": v + (m == "within")
+                                         for lmbda in LAMBDAS for m in ("r2", "within", "cka")
+                                         for pair, v in zip(("s1_s2", "s2_s3"), values)}]}
                      for seed, values in per_seed.items()}}
-    r2 = pc.inter_scale_r2(runs, budget, n_boot=200)[pc.OFF]["r2"]
+    read = pc.inter_scale_r2(runs, budget, n_boot=200)[pc.OFF]
+    r2 = read["r2"]
+    # each kind from its own key (within was logged 1 higher); a kind never logged is undefined, not 0
+    assert read["within"]["per_seed"] == pytest.approx({0: 1.2, 1: 1.5, 2: 1.1})
+    assert read["neighbourhood"]["defined"] == 0 and math.isnan(read["neighbourhood"]["mean"])
     assert r2["per_seed"] == pytest.approx({0: 0.2, 1: 0.5, 2: 0.1})
     assert r2["mean"] == pytest.approx(0.8 / 3) and (r2["defined"], r2["of"]) == (20, 24)
     assert r2["per_pair"] == pytest.approx({"s1_s2": 0.2, "s2_s3": 1.0 / 3})

@@ -486,3 +486,35 @@ def test_the_charge_means_the_same_at_every_batch_size():
         assert abs(reads[0.5, size][0] - reads[0.5, size][1]) <= 0.1, reads
     assert max(reads[0.5, s][0] for s in (1, 4, 8, 16)) - min(reads[0.5, s][0] for s in (1, 4, 8, 16)) <= 0.1, reads
     assert all(abs(reads[0.0, s][0]) <= 0.05 for s in (1, 4, 8, 16)), reads
+
+
+def test_the_neighbourhood_charge_sees_a_map_from_the_next_position_that_crossfit_cannot():
+    """coarse = a fixed linear map of the finer sub-bands one position to the left (white fine
+    latent, no wrap-around) plus smooth noise, true R^2 0.5; independent scales as the null. After
+    ~64 images at batch 8, ``crossfit_neighbourhood`` reads a clear share of the shifted map and
+    ~0 on the null; ``crossfit`` (same position only) reads ~0 on both. A feature map that stays
+    the same position (no neighbourhood) reads ~0 on the shifted map and fails."""
+    from scipy.ndimage import gaussian_filter
+
+    c, h, size = 8, 6, 8
+    mix = torch.randn(c, 4 * c, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def batch(r, seed):
+        rng = np.random.default_rng(seed)
+        fine = torch.from_numpy(rng.standard_normal((size, c, 2 * h, 2 * h)))
+        noise = torch.from_numpy(gaussian_filter(rng.standard_normal((size, c, h, h)), sigma=(0, 0, 1.5, 1.5)))
+        signal = torch.einsum("cd,bdhw->bchw", mix, dwt_features(fine, "subbands"))
+        signal = torch.cat([torch.zeros_like(signal[..., :1]), signal[..., :-1]], -1)
+        signal, noise = (t - t.mean((2, 3), keepdim=True) for t in (signal, noise))
+        coarse = math.sqrt(r) * signal / signal.std() + math.sqrt(1 - r) * noise / noise.std()
+        return coarse.float(), fine.float()
+
+    reads = {}
+    for aligner in ("crossfit", "crossfit_neighbourhood"):
+        for r in (0.0, 0.5):
+            reg = InterScaleRegularizer((c, c), delta=1.0, aligner=aligner, scale_latents="full")
+            charged = [1 - reg(list(batch(r, 100 * step)))[1]["s1_s2"].item() for step in range(12)]
+            reads[aligner, r] = float(np.mean(charged[-4:]))
+    assert reads["crossfit_neighbourhood", 0.5] >= 0.3, reads
+    assert abs(reads["crossfit_neighbourhood", 0.0]) <= 0.05 and abs(reads["crossfit", 0.0]) <= 0.05, reads
+    assert abs(reads["crossfit", 0.5]) <= 0.05, reads

@@ -32,6 +32,7 @@ No parameters; fp32 (also under bf16 autocast); no host syncs.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .inter_scale import SIGNS, Aligner, Distance, l2_distance, register_aligner, rms_normalize
 from .ridge import RIDGES, as_rows, centred, cross_fitted, moment_weights
@@ -98,3 +99,21 @@ class CrossFitAligner(Aligner):
             energy = y.pow(2).sum()
             return torch.where(energy > 0, (y - prediction).pow(2).sum() / energy.clamp_min(1e-30), 1.0)
         return distance(rms_normalize(y), rms_normalize(prediction))
+
+
+@register_aligner("crossfit_neighbourhood")
+class NeighbourhoodCrossFitAligner(CrossFitAligner):
+    """``crossfit`` on the 3 x 3 neighbourhood of DWT(f) at each coarse position (zero-padded):
+    also charges a map from neighbouring positions (a shifted map), which ``crossfit`` cannot see.
+    Still linear and shared by all images. Nine times the features: the pooled fit solves a
+    9d x 9d system (d = 4 C_f; ``alignment="ll"``: d = C_f), and with fewer pooled positions
+    than features it under-reads (docs/regularizers.md)."""
+
+    NEIGHBOURS = 9
+
+    def __init__(self, in_channels: int, out_channels: int, pool_images: int = POOL_IMAGES) -> None:
+        super().__init__(self.NEIGHBOURS * in_channels, out_channels, pool_images)
+
+    def features(self, bands: torch.Tensor) -> torch.Tensor:
+        b, d, h, w = bands.shape
+        return F.unfold(bands, 3, padding=1).view(b, self.NEIGHBOURS * d, h, w)

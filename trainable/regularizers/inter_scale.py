@@ -87,6 +87,12 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Aligner(nn.Module):
     """Predicts c from DWT(f); the pair is charged distance(n(c), n(prediction))."""
 
+    def features(self, bands: torch.Tensor) -> torch.Tensor:
+        """What the aligner predicts c from, given DWT(f) [B, d, h, w]: the bands themselves here.
+        The window of :meth:`InterScaleRegularizer.sampled` holds these, so the fresh estimate
+        sees what the charge sees."""
+        return bands
+
     def charge(self, bands: torch.Tensor, coarse: torch.Tensor, distance: Distance,
                sign: str = "repel") -> tuple[torch.Tensor, torch.Tensor]:
         """(the pair's term in the loss, its reading for the log): here both the distance."""
@@ -233,7 +239,7 @@ class InterScaleRegularizer(nn.Module):
         for name, aligner, window, coarse, fine in zip(
                 self.pair_names, self.aligners, self.windows, latents[:-1],
                 pairs_fine(latents, new_masks if self.scale_latents == "new" else None)):
-            bands = dwt_features(fine, self.alignment)
+            bands = aligner.features(dwt_features(fine, self.alignment))
             term, reading = aligner.charge(bands, coarse, DISTANCES[self.distance], self.sign)
             terms.append(term)
             readings[name] = reading.detach()
