@@ -1,6 +1,7 @@
 """What the Phase 2 charge and the predictability measure read, against known truth and on trained models.
 
-    python -m benchmarks.predictability_table [--part synthetic|coverage|coverage-kodak|cost|batch|gradients|trained|all]
+    python -m benchmarks.predictability_table [--part synthetic|coverage|coverage-s2_s3|coverage-kodak|cost|batch|
+        neighbourhood-charge|aligner-cost|gradients|trained|all]
         [--seeds 3] [--steps 300] [--kodak-images 24] [--out benchmarks/results/predictability.json]
 
 * ``synthetic``: fields of known inter-scale R^2 at HPCM_Tiny's s1_s2 on 24 Kodak-sized images
@@ -8,12 +9,16 @@
   a different map per image, |W haar(fine)| + noise, the map shifted by one position (white fine
   latent), linear 0.8 in the left half only. Truth: the oracle's R^2 (the generator's own signal
   as the prediction). Readings: the three kinds of ``scale_predictability`` and the cross-image CKA.
-* ``coverage`` / ``coverage-kodak``: how often the measure's interval holds the truth (R^2 0 and
-  0.5) on the three validation images' grids / on ``--kodak-images`` (24) Kodak-sized images.
+* ``coverage`` / ``coverage-s2_s3`` / ``coverage-kodak``: how often the measure's interval holds the
+  truth (R^2 0 and 0.5) on the three validation images' s1 / s2 grids / on ``--kodak-images`` (24)
+  Kodak-sized images.
 * ``cost``: seconds per validation of each kind (HPCM_Tiny, the three validation images' grids).
 * ``batch``: the training charge's R^2 (1 - reading) at batch 1, 4, 8, 16 on a fixed linear map of
   true R^2 0.5 (Tiny s1_s2 on 256 crops: 4 x 4 grid), after ~64 images, and a fit on the batch
   alone (the charge before it pooled recent images).
+* ``neighbourhood-charge``: ``crossfit`` vs ``crossfit_neighbourhood`` at batch 8 on independent
+  scales, a linear map (R^2 0.5) and the map shifted by one position, on 4 x 4 and 8 x 8 grids.
+* ``aligner-cost``: seconds of the Phase 2 term per aligner and alignment, HPCM_Tiny and HPCM_Base.
 * ``gradients``: per parameter group, the norm of the RD loss's gradient and the Phase 2 term's
   (delta 1) at initialisation: what the term trains on each model (and on DHIC_Tiny with its
   coded residuals, ``--scale-latents new``).
@@ -102,13 +107,14 @@ def synthetic(replications: int = 2) -> dict:
     return out
 
 
-def coverage(kodak_images: int = 0, replications: int = 10) -> dict:
+def coverage(kodak_images: int = 0, replications: int = 10, scale: int = 1) -> dict:
     """How often the measure's 95 % interval (images resampled and refitted) holds the true R^2,
-    at HPCM_Tiny's s1 grids on the three validation images or (``kodak_images`` > 0) on that many
-    Kodak-sized ones."""
+    at HPCM_Tiny's s1 grids (``scale`` 2: its s2 grids, the s2_s3 pair) on the three validation
+    images or (``kodak_images`` > 0) on that many Kodak-sized ones."""
     from tests.test_predictability import KODAK, VALIDATION, fields, s1_grids
 
     channels, grids = s1_grids("HPCM_Tiny", KODAK[:kodak_images] if kodak_images else VALIDATION)
+    grids = [(h * scale, w * scale) for h, w in grids]
     out: dict = {"images": len(grids)}
     for r in (0.0, 0.5):
         reports = [predictability_report(*fields(channels, grids, r, 500 + seed), seed=seed) for seed in range(replications)]
@@ -142,6 +148,23 @@ def cost(repeats: int = 3) -> dict:
     return out
 
 
+def _mapped_batch(mix: torch.Tensor, size: int, h: int, r: float, seed: int, shifted: bool = False):
+    """(coarse, fine, oracle R^2) of one batch: coarse = ``mix`` applied to the finer latent's sub-bands
+    (one position to the left, no wrap-around, when ``shifted``: a white finer latent then, as in
+    ``synthetic``) plus independent smooth noise, true R^2 ``r``; r = 0 is the noise alone."""
+    rng = np.random.default_rng(seed)
+    c = mix.shape[0]
+    fine = torch.from_numpy(rng.standard_normal((size, c, 2 * h, 2 * h))) if shifted else _smooth(rng, (size, c, 2 * h, 2 * h))
+    noise = _centred(_smooth(rng, (size, c, h, h)))
+    signal = torch.einsum("cd,bdhw->bchw", mix, dwt_features(fine, "subbands"))
+    if shifted:
+        signal = torch.cat([torch.zeros_like(signal[..., :1]), signal[..., :-1]], -1)
+    signal = _centred(signal)
+    signal, noise = math.sqrt(r) * signal / signal.std(), math.sqrt(1 - r) * noise / noise.std()
+    coarse = signal + noise
+    return coarse.float(), fine.float(), 1 - float(noise.pow(2).sum() / coarse.double().pow(2).sum())
+
+
 def batch_sizes(r: float = 0.5) -> dict:
     """The charge's R^2 and a batch-only fit's at every batch size, on one fixed map of true R^2 ``r``."""
     h = 4
@@ -152,18 +175,65 @@ def batch_sizes(r: float = 0.5) -> dict:
         reg = InterScaleRegularizer((C, C), delta=1.0, scale_latents="full")
         charge, alone, truth = [], [], []
         for step in range(64 // size + 8):
-            rng = np.random.default_rng(1000 * size + step)
-            fine, noise = _smooth(rng, (size, C, 2 * h, 2 * h)), _centred(_smooth(rng, (size, C, h, h)))
-            signal = _centred(torch.einsum("cd,bdhw->bchw", mix, dwt_features(fine, "subbands")))
-            signal, noise = math.sqrt(r) * signal / signal.std(), math.sqrt(1 - r) * noise / noise.std()
-            coarse = (signal + noise).float()
-            charge.append(1 - float(reg([coarse, fine.float()])[1]["s1_s2"]))
-            predictions, target = cross_fitted(dwt_features(fine.float(), "subbands"), coarse, ridges, detach_fit=True)
+            coarse, fine, oracle = _mapped_batch(mix, size, h, r, 1000 * size + step)
+            charge.append(1 - float(reg([coarse, fine])[1]["s1_s2"]))
+            predictions, target = cross_fitted(dwt_features(fine, "subbands"), coarse, ridges, detach_fit=True)
             alone.append(1 - float((target - predictions).pow(2).flatten(1).sum(1).min() / target.pow(2).sum()))
-            truth.append(1 - float(noise.pow(2).sum() / (signal + noise).pow(2).sum()))
+            truth.append(oracle)
         out[str(size)] = {"truth": float(np.mean(truth)), "charge": float(np.mean(charge[-8:])),
                           "batch-only fit": float(np.mean(alone[-8:]))}
         print("batch", size, {k: round(v, 3) for k, v in out[str(size)].items()}, flush=True)
+    return out
+
+
+NEIGHBOURHOOD_CASES = {"independent": (0.0, False), "linear 0.5": (0.5, False), "shifted by one": (0.5, True)}
+
+
+def neighbourhood_charge(size: int = 8) -> dict:
+    """``crossfit`` vs ``crossfit_neighbourhood`` at batch ``size`` after ~64 images, on the 4 x 4 (256
+    crops) and 8 x 8 (512 crops) s1 grids of HPCM_Tiny's s1_s2: the charge's R^2 (mean of the last 8
+    batches), its fresh estimate's (``sampled``, the last ~64 images) and the oracle's."""
+    mix = torch.randn(C, 4 * C, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = {}
+    for h in (4, 8):
+        for case, (r, shifted) in NEIGHBOURHOOD_CASES.items():
+            for aligner in ("crossfit", "crossfit_neighbourhood"):
+                reg = InterScaleRegularizer((C, C), delta=1.0, aligner=aligner, scale_latents="full")
+                charge, truth = [], []
+                for step in range(64 // size + 8):
+                    coarse, fine, oracle = _mapped_batch(mix, size, h, r, 1000 * h + step, shifted)
+                    charge.append(1 - float(reg([coarse, fine])[1]["s1_s2"]))
+                    truth.append(oracle)
+                row = {"truth": float(np.mean(truth)), "charge": float(np.mean(charge[-8:])),
+                       "fresh": 1 - reg.sampled()["inter_scale_fresh_s1_s2"]}
+                out[f"{h}x{h} {case} {aligner}"] = row
+                print("neighbourhood charge", h, case, aligner, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    return out
+
+
+def aligner_cost(repeats: int = 3) -> dict:
+    """Seconds of the Phase 2 term (forward + backward to the latents, one thread) per aligner and
+    alignment on HPCM_Tiny's and HPCM_Base's latent shapes for a batch of two 256 crops (s1 4 x 4,
+    s2 8 x 8, s3 16 x 16; the values do not change the cost). Median of ``repeats`` after a warm-up,
+    interleaved."""
+    from trainable.models import create_model
+
+    from .timing import interleaved_medians
+
+    out = {}
+    for model in ("HPCM_Tiny", "HPCM_Base"):
+        channels = create_model(model).scale_channels
+        latents = [torch.randn(2, c, 4 * 2 ** k, 4 * 2 ** k) for k, c in enumerate(channels)]
+        regs = {f"{a} ({alignment})": InterScaleRegularizer(channels, aligner=a, alignment=alignment, scale_latents="full")
+                for a, alignment in (("crossfit", "subbands"), ("crossfit_neighbourhood", "subbands"),
+                                     ("crossfit", "ll"), ("crossfit_neighbourhood", "ll"))}
+
+        def step(reg):
+            leaves = [t.clone().requires_grad_() for t in latents]
+            reg(leaves)[0].backward()
+
+        out[model] = interleaved_medians({name: (lambda r=reg: step(r)) for name, reg in regs.items()}, repeats=repeats)
+        print("aligner cost", model, {k: round(v, 3) for k, v in out[model].items()}, flush=True)
     return out
 
 
@@ -256,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("synthetic", "coverage", "coverage-kodak", "cost", "batch", "gradients", "trained", "all"), default="all")
+    parser.add_argument("--part", choices=("synthetic", "coverage", "coverage-s2_s3", "coverage-kodak", "cost", "batch", "neighbourhood-charge",
+                                           "aligner-cost", "gradients", "trained", "all"), default="all")
     parser.add_argument("--models", nargs="+", default=["HPCM_Tiny", "DHIC_Tiny"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--configurations", nargs="+", choices=("off", "repel"), default=["off", "repel"])
@@ -277,12 +348,18 @@ def main(argv: list[str] | None = None) -> None:
         results["synthetic"] = {**stamp, "cases": synthetic()}
     if args.part in ("coverage", "all"):
         results["coverage"] = {**stamp, "truths": coverage()}
+    if args.part in ("coverage-s2_s3", "all"):
+        results["coverage (s2_s3)"] = {**stamp, "truths": coverage(scale=2)}
     if args.part in ("coverage-kodak", "all"):
         results[f"coverage ({args.kodak_images} images)"] = {**stamp, "truths": coverage(args.kodak_images)}
     if args.part in ("cost", "all"):
         results["cost"] = {**stamp, "seconds per validation": cost()}
     if args.part in ("batch", "all"):
         results["batch"] = {**stamp, "sizes": batch_sizes()}
+    if args.part in ("neighbourhood-charge", "all"):
+        results["neighbourhood charge"] = {**stamp, "cases": neighbourhood_charge()}
+    if args.part in ("aligner-cost", "all"):
+        results["aligner cost"] = {**stamp, "seconds per step": aligner_cost()}
     if args.part in ("gradients", "all"):
         results["gradients"] = {**stamp, "norms": gradients(tuple(args.models))}
     if args.part in ("trained", "all"):
