@@ -13,6 +13,7 @@ from . import budget
 from .anchors import about, published_claims
 from .compare import evidence_notes, method_section, table_markdown as _table, verdict_section
 from .compare import format_number as _number
+from .experiment import CONFIG_PREFIX
 from .figures import FigureSpec, ReportData
 from .points import eligible_trials, ranking, stopped_configurations
 from .verdict import MIN_IMAGES
@@ -133,6 +134,7 @@ def _inter_scale(data: ReportData) -> str:
 
     rows = [[name, *(cell(name, row, kind, pair) for pair in pairs for kind in ("r2", "cka"))]
             for name, row in means.iterrows()]
+    latents = _latents_read(trials)
     headers = ["configuration", *(f"{label} {pair}" for pair in pairs for label in ("R²", "CKA"))]
     return ("## What Phase 2 changed: inter-scale R²\n\nHeld-out linear predictability of each coarse scale from "
             "the finer one's Haar sub-bands (validation, last epoch, mean over λ and seeds; folds are whole images, "
@@ -142,7 +144,24 @@ def _inter_scale(data: ReportData) -> str:
             "about 0.13 on the three built-in validation images), so read differences against off, not absolute values. "
             "CKA: cross-image linear CKA, a second measure that fits nothing; where R² and CKA "
             "move in opposite directions, trust neither. Lower than off: the scales share less; equal: the term did "
-            "not change the representation.\n\n" + _table(headers, rows))
+            "not change the representation." + (f" {latents}" if latents else "") + "\n\n" + _table(headers, rows))
+
+
+def _latents_read(trials: pd.DataFrame) -> str:
+    """Which scale latents the measure (and Phase 2) read, per model: each trial's ``scale_latents``,
+    ``model`` resolved to what the model declares (docs/regularizers.md, "Latents read, per model")."""
+    columns = [CONFIG_PREFIX + "model_name", CONFIG_PREFIX + "scale_latents"]
+    if not set(columns) <= set(trials.columns):
+        return ""
+    from trainable.models import create_model, model_names
+    from trainable.models.interface import default_latents
+
+    def resolved(model: str, choice: str) -> str:
+        return default_latents(create_model(model), choice) if model in model_names() else choice
+
+    read = sorted({(model, resolved(model, choice))
+                   for model, choice in trials[columns].drop_duplicates().itertuples(index=False)})
+    return "Latents read: " + ", ".join(f"{model} `{latents}`" for model, latents in read) + "."
 
 
 def _method(data: ReportData) -> str:
@@ -159,7 +178,7 @@ def _stopped(data: ReportData) -> str:
         return "\n".join(lines + ["None."])
     rows = [[f"`{r.configuration}`", r.seeds, int(r.stopped_epoch) if not math.isnan(r.stopped_epoch) else "?",
              _number(r.rd_score, "{:.4f}")] for r in stopped.itertuples()]
-    return "\n".join(lines + [_table(["configuration", "seeds", "stopped at epoch", "rd_score when stopped"], rows)])
+    return "\n".join(lines + [_table(["configuration", "seeds stopped (ids)", "stopped at epoch", "rd_score when stopped"], rows)])
 
 
 def _not_evaluated(data: ReportData) -> str:

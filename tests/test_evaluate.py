@@ -338,6 +338,7 @@ def test_report_on_real_evaluation(tmp_path_factory, tmp_path):
     # what Phase 2 changed: the R² of every eligible configuration at its last epoch, next to off's
     section = text.split("## What Phase 2 changed: inter-scale R²")[1].split("\n## ")[0]
     assert "| configuration | R² s1_s2 | CKA s1_s2 | R² s2_s3 | CKA s2_s3 |" in section
+    assert "Latents read: HPCM_Tiny `new`." in section     # the model's declared latents, named
     r2, cka = r"-?\d\.\d{3} \([+-]\d\.\d{3}\) \[-?\d\.\d{2}, -?\d\.\d{2}\]", r"-?\d\.\d{3} \([+-]\d\.\d{3}\)"
     assert re.search(rf"\| delta=0\.1 \| {r2} \| {cka} \| {r2} \| {cka} \|", section), section
     off_r2, off_cka = r"-?\d\.\d{3} \[-?\d\.\d{2}, -?\d\.\d{2}\]", r"-?\d\.\d{3}"
