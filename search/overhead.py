@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-START_SECONDS = 2.9 + 4.4        # Ray/worker start-up (tune_fit_s - plain_s) + set-up (trial CPU - its sections)
-CHECKPOINT_SECONDS_PER_MB = 5.17 / (12 * 4 * 5.42)    # 12 checkpoints of 4 x 5.42 MB in 5.17 CPU-s
-REAL_BPP_SECONDS_PER_MPX = 0.85 / (4 * 0.52)           # 4 λ models coding 0.52 Mpx in 0.85 CPU-s
+START_SECONDS = 2.9 + 15.4       # Ray/worker start-up (tune_fit_s - plain_s) + set-up (trial CPU - its sections)
+CHECKPOINT_SECONDS_PER_MB = 6.26 / (12 * 4 * 5.42)    # 12 checkpoints of 4 x 5.42 MB in 6.26 CPU-s
+REAL_BPP_SECONDS_PER_MPX = 0.75 / (4 * 0.52)           # 4 λ models coding 0.52 Mpx in 0.75 CPU-s
 PROFILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "demo_trial_profile.json"
 PROFILED_MODEL = "HPCM_Tiny"      # benchmarks.demo_trial_profile trains the demo's model
 
