@@ -130,13 +130,18 @@ FIGURES = [
                       *_dhic(d)["convergence"]["phase1+2"]["final_loss_ratio_ci"])),
     Figure(RESULTS_PAGE, "| phase1+2: BD-rate vs off, test split, real bpp | {} |", CONTROL,
            lambda d: (_dhic(d)["bd_rate_vs_off"]["phase1+2"]["status"],)),
-    Figure(RESULTS_PAGE, "| inter-scale R² of the coded residuals (validation, last epoch, mean of pairs × λ, 95 % CI over "
-                         "seeds): off → phase1+2 | {:.3f} [{:.3f}, {:.3f}] ({} of {} defined) → {:.3f} [{:.3f}, {:.3f}] "
-                         "({} of {} defined) |", CONTROL,
-           lambda d: (*_ci(_dhic(d)["inter_scale_r2"]["off"]["r2"]), *_ci(_dhic(d)["inter_scale_r2"]["phase1+2"]["r2"]))),
-    Figure(RESULTS_PAGE, "| cross-image CKA (same latents): off → phase1+2 | {:.3f} [{:.3f}, {:.3f}] ({} of {} defined) → "
-                         "{:.3f} [{:.3f}, {:.3f}] ({} of {} defined) |", CONTROL,
-           lambda d: (*_ci(_dhic(d)["inter_scale_r2"]["off"]["cka"]), *_ci(_dhic(d)["inter_scale_r2"]["phase1+2"]["cka"]))),
+    *[Figure(RESULTS_PAGE, f"| {label}: off → phase1+2 | {{:.3f}} [{{:.3f}}, {{:.3f}}] ({{}} of {{}} defined) → "
+                           "{:.3f} [{:.3f}, {:.3f}] ({} of {} defined) |", CONTROL,
+             lambda d, kind=kind: (*_ci(_dhic(d)["inter_scale_r2"]["off"][kind]),
+                                   *_ci(_dhic(d)["inter_scale_r2"]["phase1+2"][kind])))
+      for kind, label in (("r2", "inter-scale R² of the decoded latents ŷ, cross (validation, last epoch, mean of pairs × λ, "
+                                 "95 % CI over seeds)"),
+                          ("within", "within-image R² (same latents)"), ("neighbourhood", "neighbourhood R² (same latents)"),
+                          ("cka", "cross-image CKA (same latents)"))],
+    Figure(RESULTS_PAGE, "| inter-scale R² per pair, cross (mean over λ × seeds): off → phase1+2 | {} |", CONTROL,
+           lambda d: ("; ".join(f"{pair} {_dhic(d)['inter_scale_r2']['off']['r2']['per_pair'][pair]:.3f} → "
+                                f"{_dhic(d)['inter_scale_r2']['phase1+2']['r2']['per_pair'][pair]:.3f}"
+                                for pair in _dhic(d)["inter_scale_r2"]["off"]["pairs"]),)),
     Figure(RESULTS_PAGE, "| last-epoch validation RD curve monotone? mean over seeds (seeds' own): off / phase1+2 "
                          "| {} ({} of {}) / {} ({} of {}) |", CONTROL,
            lambda d: tuple(x for c in ("off", "phase1+2") for x in (
