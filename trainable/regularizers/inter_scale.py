@@ -11,6 +11,8 @@ The aligner (``--phase2-aligner``) decides who minimises what:
 * ``crossfit`` (default, ``crossfit.py``): the best held-out linear predictor of c, fitted on
   this batch's other folds or on a pool of ~64 recent images; logs d = 1 - held-out R^2, charges
   the smooth bound 2 S / (S + E).
+* ``crossfit_neighbourhood`` (``crossfit.py``): the same on the 3 x 3 neighbourhood of DWT(f)
+  (the aligner's ``features``): also charges a map from neighbouring positions; 9x the features.
 * ``adversarial``: the best linear predictor on moving averages (momentum 0.99) of earlier
   batches' moments, held for the encoder; d = l2 of RMS-normalised tensors. Kept for
   reproduction: stale, outrun by an encoder that drifts (rotation toy: d 1.4-1.7 where a fresh
