@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
         results["gradients"] = {**stamp, "norms": gradients(tuple(args.models))}
     if args.part in ("trained", "all"):
         key = "trained" if args.configurations == ["off", "repel"] else f"trained ({', '.join(args.configurations)})"
+        if args.models != ["HPCM_Tiny", "DHIC_Tiny"]:      # another model set: its own entry, not the documented table
+            key += f" ({', '.join(args.models)}, {args.steps} steps)"
         results[key] = {**stamp, "runs": trained(tuple(args.models), args.seeds, args.steps, tuple(args.configurations))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
