@@ -165,6 +165,11 @@ def _mapped_batch(mix: torch.Tensor, size: int, h: int, r: float, seed: int, shi
     return coarse.float(), fine.float(), 1 - float(noise.pow(2).sum() / coarse.double().pow(2).sum())
 
 
+def _stream(mix: torch.Tensor, size: int, h: int, r: float, seed: int, shifted: bool = False):
+    """The batches a charge sees in these parts: ~64 images, then 8 batches more (the ones read)."""
+    return (_mapped_batch(mix, size, h, r, seed + step, shifted) for step in range(64 // size + 8))
+
+
 def batch_sizes(r: float = 0.5) -> dict:
     """The charge's R^2 and a batch-only fit's at every batch size, on one fixed map of true R^2 ``r``."""
     h = 4
@@ -174,8 +179,7 @@ def batch_sizes(r: float = 0.5) -> dict:
     for size in (1, 4, 8, 16):
         reg = InterScaleRegularizer((C, C), delta=1.0, scale_latents="full")
         charge, alone, truth = [], [], []
-        for step in range(64 // size + 8):
-            coarse, fine, oracle = _mapped_batch(mix, size, h, r, 1000 * size + step)
+        for coarse, fine, oracle in _stream(mix, size, h, r, 1000 * size):
             charge.append(1 - float(reg([coarse, fine])[1]["s1_s2"]))
             predictions, target = cross_fitted(dwt_features(fine, "subbands"), coarse, ridges, detach_fit=True)
             alone.append(1 - float((target - predictions).pow(2).flatten(1).sum(1).min() / target.pow(2).sum()))
@@ -200,8 +204,7 @@ def neighbourhood_charge(size: int = 8) -> dict:
             for aligner in ("crossfit", "crossfit_neighbourhood"):
                 reg = InterScaleRegularizer((C, C), delta=1.0, aligner=aligner, scale_latents="full")
                 charge, truth = [], []
-                for step in range(64 // size + 8):
-                    coarse, fine, oracle = _mapped_batch(mix, size, h, r, 1000 * h + step, shifted)
+                for coarse, fine, oracle in _stream(mix, size, h, r, 1000 * h, shifted):
                     charge.append(1 - float(reg([coarse, fine])[1]["s1_s2"]))
                     truth.append(oracle)
                 row = {"truth": float(np.mean(truth)), "charge": float(np.mean(charge[-8:])),
@@ -215,10 +218,10 @@ def aligner_cost(repeats: int = 3) -> dict:
     """Seconds of the Phase 2 term (forward + backward to the latents, one thread) per aligner and
     alignment on HPCM_Tiny's and HPCM_Base's latent shapes for a batch of two 256 crops (s1 4 x 4,
     s2 8 x 8, s3 16 x 16; the values do not change the cost). Median of ``repeats`` after a warm-up,
-    interleaved."""
+    interleaved (``regularizer_overhead.timed_terms``)."""
     from trainable.models import create_model
 
-    from .timing import interleaved_medians
+    from .regularizer_overhead import timed_terms
 
     out = {}
     for model in ("HPCM_Tiny", "HPCM_Base"):
@@ -227,12 +230,7 @@ def aligner_cost(repeats: int = 3) -> dict:
         regs = {f"{a} ({alignment})": InterScaleRegularizer(channels, aligner=a, alignment=alignment, scale_latents="full")
                 for a, alignment in (("crossfit", "subbands"), ("crossfit_neighbourhood", "subbands"),
                                      ("crossfit", "ll"), ("crossfit_neighbourhood", "ll"))}
-
-        def step(reg):
-            leaves = [t.clone().requires_grad_() for t in latents]
-            reg(leaves)[0].backward()
-
-        out[model] = interleaved_medians({name: (lambda r=reg: step(r)) for name, reg in regs.items()}, repeats=repeats)
+        out[model] = timed_terms(latents, None, regs, repeats)
         print("aligner cost", model, {k: round(v, 3) for k, v in out[model].items()}, flush=True)
     return out
 

@@ -54,14 +54,18 @@ def term_seconds(run: Run, x: torch.Tensor, repeats: int, device: torch.device, 
     with torch.no_grad():
         out = run.model(x, return_scale_latents=True)
     latents, masks = [t.detach() for t in out["scale_latents"]], out["scale_new_masks"]
-    channels = run.model.scale_channels
+    regs = {a: InterScaleRegularizer(run.model.scale_channels, aligner=a).to(device) for a in aligners}
+    return timed_terms(latents, masks, regs, repeats, device)
 
+
+def timed_terms(latents: list[torch.Tensor], masks: list[torch.Tensor] | None, regs: dict[str, InterScaleRegularizer],
+                repeats: int, device: torch.device = torch.device("cpu")) -> dict[str, float]:
+    """Median seconds of each regularizer's term on ``latents`` (forward + backward to them), interleaved."""
     def step(reg):
         leaves = [t.clone().requires_grad_() for t in latents]
         reg(leaves, masks)[0].backward()
 
-    regs = {a: InterScaleRegularizer(channels, aligner=a).to(device) for a in aligners}
-    return interleaved_medians({a: (lambda r=reg: step(r)) for a, reg in regs.items()}, repeats=repeats, device=device)
+    return interleaved_medians({name: (lambda r=reg: step(r)) for name, reg in regs.items()}, repeats=repeats, device=device)
 
 
 def main() -> None:

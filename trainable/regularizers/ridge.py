@@ -25,6 +25,7 @@ MAX_FOLDS = 4
 Index = tuple[slice, ...]
 Unit = tuple[torch.Tensor, torch.Tensor]   # (X [h, w, d], Y [h, w, m]) of one image or block
 FeatureMap = Callable[[list[Unit]], list[Unit]]   # units -> the same units with new X
+FeatureFit = Callable[[list[Unit]], FeatureMap]   # fit units -> the feature map fitted on them
 
 
 def as_rows(t: torch.Tensor) -> torch.Tensor:
@@ -136,7 +137,7 @@ def centred_units(features: Sequence[torch.Tensor], coarse: Sequence[torch.Tenso
 
 
 def held_out_predictions(images: Sequence[Unit], ridges: Sequence[float] | None = None,
-                         groups: Sequence[int] | None = None, features: Callable[[list[Unit]], FeatureMap] | None = None,
+                         groups: Sequence[int] | None = None, features: FeatureFit | None = None,
                          choices: Sequence[float] = RIDGES) -> list[torch.Tensor]:
     """Each image's centred Y predicted by a ridge fitted on the other folds: [h, w, m] with the
     strength chosen from ``choices`` by an inner cross-validation on those folds (``ridges`` None),
@@ -178,7 +179,7 @@ def blocked_units(units: list[Unit]):
 
 
 def _inner_ridge(units: list[Unit], choices: Sequence[float] = RIDGES,
-                 features: Callable[[list[Unit]], FeatureMap] | None = None) -> float:
+                 features: FeatureFit | None = None) -> float:
     """The relative ridge a from ``choices`` with the lowest pooled held-out error on ``units``."""
     units, _ = blocked_units(units)
     if not units:          # one position to fit on: nothing to choose with
@@ -196,7 +197,7 @@ def _inner_ridge(units: list[Unit], choices: Sequence[float] = RIDGES,
 
 
 def _featured_fit_predict(fit: list[Unit], held: list[Unit], ridges: torch.Tensor,
-                          features: Callable[[list[Unit]], FeatureMap] | None) -> list[torch.Tensor]:
+                          features: FeatureFit | None) -> list[torch.Tensor]:
     """:func:`fit_predict` on the features fitted on ``fit`` (the units themselves without ``features``)."""
     if features is None:
         return fit_predict(fit, held, ridges)
